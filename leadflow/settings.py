@@ -1,0 +1,194 @@
+"""leadflow's settings, read from `LEADFLOW_*` environment variables and a `.env` file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadflow.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout that holds `flows/`, `tasks/`, `models/` and `templates/`."""
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"
+PLACEHOLDER_POSTAL_ADDRESS = "Example Ltd, 1 Example Street, Springfield 00000"
+
+# Prefect reports usage to its authors unless told not to. These are set before
+# Prefect is imported by any leadflow entry point, and only where the user has not
+# chosen a value.
+PREFECT_PRIVACY_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def apply_prefect_privacy_defaults(environ: dict[str, str] | None = None) -> None:
+    """Turn Prefect's usage reporting off unless the environment already decides it."""
+    target = os.environ if environ is None else environ
+    for name, value in PREFECT_PRIVACY_DEFAULTS.items():
+        target.setdefault(name, value)
+
+
+class Settings(BaseSettings):
+    """Every setting leadflow reads, with its environment variable and bounds."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` rejects placeholder secrets and sender details.",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".leadflow",
+        description="Folder for the default SQLite database, the outbox and the local Prefect server.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of leadflow's database; default: a SQLite file in the data folder.",
+    )
+    outbox_dir: Path | None = Field(
+        default=None,
+        description="Folder where the file backend writes one .eml file per email; default: data folder/outbox.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "When set, email goes to this SMTP server instead of the outbox: "
+            "smtp://[user:password@]host[:port][?starttls=true] or smtps://... for implicit TLS."
+        ),
+    )
+    smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Socket timeout for each SMTP command, in seconds."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET_KEY),
+        description="Key that signs the links in emails and the intake webhooks; at least 32 characters.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL of `leadflow web`, used for unsubscribe and survey links in emails.",
+    )
+    trial_url: str | None = Field(
+        default=None,
+        description="Page where a lead starts the free trial; default: public URL + /trial.",
+    )
+    product_name: str = Field(
+        default="Example Analytics", min_length=1, max_length=100,
+        description="Product name used in email subjects and bodies.",
+    )
+    sender_name: str = Field(
+        default="Example Analytics Team", min_length=1, max_length=100,
+        description="Display name in the From header.",
+    )
+    sender_address: str = Field(
+        default="marketing@example.com", min_length=3, max_length=254,
+        description="Address in the From header; its domain also ends every Message-ID.",
+    )
+    sender_postal_address: str = Field(
+        default=PLACEHOLDER_POSTAL_ADDRESS, min_length=5, max_length=300,
+        description="Postal address printed in every email footer, as anti-spam laws require.",
+    )
+    trial_days: int = Field(default=7, ge=1, le=365, description="Length of a free trial, in days.")
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000,
+        description="Emails per batch; each batch is one Prefect task run.",
+    )
+    sending_lease_minutes: int = Field(
+        default=30, ge=1, le=24 * 60,
+        description=(
+            "A ledger row left in `sending` for longer than this belonged to a process that died; "
+            "a later launch marks it ambiguous for an operator instead of resending it."
+        ),
+    )
+    prefect_port: int = Field(
+        default=4200, ge=1024, le=65535,
+        description="Port of the local Prefect server that leadflow starts when PREFECT_API_URL is not set.",
+    )
+    templates_dir: Path = Field(
+        default=PROJECT_ROOT / "templates",
+        description="Folder holding `emails/` with the Jinja email templates.",
+    )
+
+    @field_validator("public_url", "trial_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host[/path]")
+        return value.rstrip("/")
+
+    @field_validator("sender_name", "sender_postal_address", "product_name")
+    @classmethod
+    def _reject_line_breaks(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must be a single line: it ends up in email headers or footers")
+        return value.strip()
+
+    @field_validator("sender_address")
+    @classmethod
+    def _check_sender_address(cls, value: str) -> str:
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if not at or not local or "." not in domain or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not an email address like news@example.com")
+        return value
+
+    @model_validator(mode="after")
+    def _reject_placeholders_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        problems = []
+        key = self.secret_key.get_secret_value()
+        if key == DEVELOPMENT_SECRET_KEY or len(key) < 32:
+            problems.append(
+                "LEADFLOW_SECRET_KEY is the development placeholder or shorter than 32 characters; "
+                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if self.sender_postal_address == PLACEHOLDER_POSTAL_ADDRESS:
+            problems.append("LEADFLOW_SENDER_POSTAL_ADDRESS is the placeholder; set your real postal address")
+        if self.sender_address.endswith("@example.com"):
+            problems.append("LEADFLOW_SENDER_ADDRESS is on example.com; set the address you send from")
+        if problems:
+            raise ValueError("invalid production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'leadflow.db'}"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir if self.outbox_dir is not None else self.data_dir / "outbox"
+
+    @property
+    def resolved_trial_url(self) -> str:
+        return self.trial_url or f"{self.public_url}/trial"
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the settings once per process; tests call `get_settings.cache_clear()`."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigurationError(f"leadflow settings are invalid: {exc}") from exc

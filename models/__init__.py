@@ -1,0 +1,23 @@
+"""SQLModel tables and the database engine."""
+
+from models.campaigns import RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
+from models.db import dispose_engines, get_engine, session_scope, upgrade_database
+from models.leads import Lead, LeadBase, StageChange
+from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "RETRYABLE_STATUSES",
+    "Campaign",
+    "EmailSend",
+    "Lead",
+    "LeadBase",
+    "SendStatus",
+    "Stage",
+    "StageChange",
+    "check_transition",
+    "dispose_engines",
+    "get_engine",
+    "session_scope",
+    "upgrade_database",
+]

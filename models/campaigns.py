@@ -1,0 +1,76 @@
+"""Campaigns and the email ledger that makes every send happen at most once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from leadflow.clock import now
+from models.types import UTCDateTime
+
+
+class SendStatus(StrEnum):
+    SENDING = "sending"
+    """Claimed by a run that is handing it to the mail server now."""
+    SENT = "sent"
+    DEFERRED = "deferred"
+    """The server answered 4xx: a later launch tries again."""
+    BOUNCED = "bounced"
+    """The server rejected the recipient for good (5xx)."""
+    FAILED = "failed"
+    """Not handed over (a template error, a rejected message): a later launch tries again."""
+    AMBIGUOUS = "ambiguous"
+    """The server may have accepted it: never resent without an operator's decision."""
+
+
+# A later launch claims these again; every other status keeps its key taken.
+RETRYABLE_STATUSES = frozenset({SendStatus.DEFERRED, SendStatus.FAILED})
+
+
+class Campaign(SQLModel, table=True):
+    """A named launch of one kind of email, such as `trial-invite/spring`."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_campaigns_kind_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    name: str = Field(max_length=100)
+    public_id: str = Field(
+        default_factory=lambda: str(uuid.uuid4()),
+        max_length=36,
+        unique=True,
+        description="Random id that makes Message-IDs unique across databases.",
+    )
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, nullable=False)
+
+
+class EmailSend(SQLModel, table=True):
+    """The ledger: one row per (campaign, lead, step), written before the message goes out."""
+
+    __tablename__ = "email_ledger"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "lead_id", "step", name="uq_email_ledger_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False)
+    )
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    step: str = Field(max_length=40)
+    status: str = Field(max_length=16, index=True)
+    message_id: str = Field(max_length=200, unique=True)
+    attempts: int = Field(default=0, ge=0)
+    claimed_by: str | None = Field(default=None, max_length=200, description="Actor of the last claim.")
+    created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, nullable=False)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    smtp_code: int | None = Field(default=None)
+    error: str | None = Field(default=None, max_length=1000)

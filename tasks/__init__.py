@@ -1,0 +1,1 @@
+"""The reusable units that the flows and the command line call."""

@@ -1,0 +1,52 @@
+"""Email address syntax checks, without any DNS look-up."""
+
+from __future__ import annotations
+
+import string
+
+# The characters RFC 5322 allows unquoted in a local part ("atext"), plus the dot.
+_LOCAL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~.")
+_DOMAIN_CHARACTERS = frozenset(string.ascii_lowercase + string.digits + "-")
+
+
+class InvalidEmailAddress(ValueError):
+    """The value is not an address leadflow can send to; the message says why."""
+
+
+def normalize_email(raw: str) -> str:
+    """Return `raw` trimmed and lower-cased, or raise `InvalidEmailAddress` with the reason.
+
+    Lower-casing the local part is not what RFC 5321 promises, but every large
+    mailbox provider treats it so, and mailing lists need `Ann@x.com` and
+    `ann@x.com` to be one lead. Quoted local parts and non-ASCII addresses are
+    rejected, because many SMTP servers cannot deliver them.
+    """
+    value = raw.strip()
+    if not value:
+        raise InvalidEmailAddress("the email address is empty")
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or " " in value:
+        raise InvalidEmailAddress(f"{shown!r} contains spaces or control characters")
+    if not value.isascii():
+        raise InvalidEmailAddress(f"{shown!r} has non-ASCII characters, which leadflow does not send to")
+    if value.count("@") != 1:
+        raise InvalidEmailAddress(f"{shown!r} must contain exactly one '@'")
+
+    local, _, domain = value.lower().partition("@")
+    if not local or len(local) > 64:
+        raise InvalidEmailAddress(f"{shown!r} needs 1 to 64 characters before the '@'")
+    if not set(local) <= _LOCAL_CHARACTERS or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidEmailAddress(f"{shown!r} has characters or dots in the wrong place before the '@'")
+
+    domain = domain.rstrip(".") if domain.endswith(".") and not domain.endswith("..") else domain
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2:
+        raise InvalidEmailAddress(f"{shown!r} needs a domain such as example.com after the '@'")
+    for label in labels:
+        if not label or len(label) > 63 or not set(label) <= _DOMAIN_CHARACTERS:
+            raise InvalidEmailAddress(f"{shown!r} has an invalid domain label {label!r}")
+        if label.startswith("-") or label.endswith("-"):
+            raise InvalidEmailAddress(f"{shown!r} has a domain label that starts or ends with '-'")
+    if labels[-1].isdigit():
+        raise InvalidEmailAddress(f"{shown!r} ends in a numeric top-level domain")
+    return f"{local}@{domain}"

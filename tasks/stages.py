@@ -1,0 +1,35 @@
+"""Stage changes: the only way a lead's stage is written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from leadflow.clock import now
+from models import Lead, Stage, StageChange, check_transition
+
+
+def record_stage_change(
+    lead: Lead,
+    target: Stage,
+    *,
+    session: Session,
+    reason: str,
+    actor: str,
+    at: datetime | None = None,
+) -> StageChange:
+    """Move `lead` to `target` and append the history row; raise if the funnel forbids the move."""
+    check_transition(lead.stage, target)
+    moment = at or now()
+
+    change = StageChange(
+        lead_id=lead.id, from_stage=lead.stage, to_stage=target.value, reason=reason, actor=actor, created_at=moment
+    )
+    lead.stage = target.value
+    lead.updated_at = moment
+    if target is Stage.CUSTOMER:
+        lead.is_customer = True
+    session.add(lead)
+    session.add(change)
+    return change
