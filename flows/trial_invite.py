@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -16,7 +16,7 @@ from leadflow.clock import now
 from leadflow.errors import CampaignError, DeliveryError, TemplateRenderError
 from leadflow.settings import get_settings
 from models import Campaign, Lead, SendStatus, session_scope
-from tasks.audience import count_invite_audience, lead_is_invitable, select_invite_batch
+from tasks.audience import count_invite_audience, lead_is_invitable, select_invite_batch, suppress_leads
 from tasks.deliver import MailServerUnavailable, open_mailer
 from tasks.emails import email_environment, render_trial_invite, unsubscribe_url
 from tasks.ledger import (
@@ -53,7 +53,7 @@ class BatchResult(BaseModel):
 
 
 class CampaignSummary(BaseModel):
-    """What one launch of a trial-invite campaign did."""
+    """Counts of one launch of a trial-invite campaign."""
 
     campaign: str
     dry_run: bool
@@ -103,7 +103,7 @@ def _display_name(lead: Lead) -> str:
 def send_batch(campaign_name: str, batch_number: int, lead_ids: list[int], dry_run: bool = False) -> BatchResult:
     """Claim, render and deliver the trial invite for one batch of leads, then record every outcome.
 
-    A lead whose ledger key another run holds is skipped. One lead's failure
+    A lead whose ledger key another run has claimed is skipped. One lead's failure
     (a template error, a rejected recipient) is recorded and the batch goes on;
     an unreachable mail server defers the rest of the batch and raises
     `MailServerUnavailable`, so Prefect retries the batch.
@@ -183,8 +183,12 @@ def send_batch(campaign_name: str, batch_number: int, lead_ids: list[int], dry_r
                 continue
             outcomes.append(Outcome(claim.ledger_id, SendStatus.SENT, now()))
 
+    lead_of_ledger_row = {claim.ledger_id: claim.lead_id for claim in claims}
+    bounced_ids = [lead_of_ledger_row[item.ledger_id] for item in outcomes if item.status is SendStatus.BOUNCED]
     with session_scope() as session:
         record_outcomes(session=session, outcomes=outcomes)
+        if bounced_ids:
+            suppress_leads(session=session, lead_ids=bounced_ids, reason="hard bounce on the trial invite", at=now())
     for outcome in outcomes:
         setattr(result, outcome.status.value, getattr(result, outcome.status.value) + 1)
 
@@ -238,14 +242,19 @@ def _summary_markdown(summary: CampaignSummary) -> str:
     description="Email the free-trial invitation to every subscriber who is not a customer, suppressed or already in a trial.",
 )
 def trial_invite(
-    name: str = Field(pattern=CAMPAIGN_NAME_PATTERN, description="Campaign name, such as spring-launch."),
-    limit: int | None = Field(default=None, ge=1, description="Send to at most this many leads in this launch."),
-    dry_run: bool = Field(default=False, description="Render every email and count, but send and record nothing."),
+    name: Annotated[str, Field(pattern=CAMPAIGN_NAME_PATTERN)],
+    limit: Annotated[int | None, Field(ge=1)] = None,
+    dry_run: bool = False,
 ) -> CampaignSummary:
     """Send the trial invite in batches, each recorded in the ledger before delivery.
 
     Launching the same campaign again sends only to leads that have not had it;
     deferred and failed sends are tried again.
+
+    Args:
+        name: Campaign name, such as spring-launch: letters, digits, spaces, dots, dashes and underscores.
+        limit: Send to at most this many leads in this launch; the next launch continues.
+        dry_run: Render every email and count the audience, but send and record nothing.
     """
     logger = get_run_logger()
     settings = get_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,7 +158,13 @@ def _print_campaign_summary(summary: CampaignSummary, ui_url: str | None) -> Non
 
 
 def _launch(settings: Settings, name: str, limit: int | None, dry_run: bool) -> CampaignSummary:
-    from flows.trial_invite import trial_invite
+    from flows.trial_invite import CAMPAIGN_NAME_PATTERN, trial_invite
+
+    if not re.match(CAMPAIGN_NAME_PATTERN, name):
+        raise LeadflowError(
+            f"invalid campaign name {name!r}: use up to 100 letters, digits, spaces, dots, dashes and underscores, "
+            "starting with a letter or digit"
+        )
 
     with _prefect_api(settings) as ui_url:
         state = trial_invite(name=name, limit=limit, dry_run=dry_run, return_state=True)
@@ -270,14 +277,14 @@ def server_start() -> None:
 
 @server_app.command("status")
 def server_status() -> None:
-    """Say which Prefect API leadflow uses and whether it answers."""
+    """Print which Prefect API leadflow uses and whether its health check passes."""
     from leadflow.prefect_server import configured_api_url, is_healthy, running_server
 
     settings = _settings()
     configured = configured_api_url()
     if configured:
-        health = "answers" if is_healthy(configured) else "does not answer"
-        console.print(f"PREFECT_API_URL is set to {configured}, which {health}.")
+        health = "passes" if is_healthy(configured) else "fails"
+        console.print(f"PREFECT_API_URL is set to {configured}; its health check {health}.")
         return
     server = running_server(settings)
     if server is None:

@@ -49,7 +49,7 @@ def _log_file(settings: Settings) -> Path:
 
 
 def is_healthy(api_url: str, timeout: float = 2.0) -> bool:
-    """Return True when a Prefect API answers its health check at `api_url`."""
+    """Return True when the Prefect API at `api_url` passes its health check."""
     try:
         response = httpx.get(f"{api_url}/health", timeout=timeout)
     except httpx.HTTPError:
@@ -58,7 +58,7 @@ def is_healthy(api_url: str, timeout: float = 2.0) -> bool:
 
 
 def configured_api_url() -> str | None:
-    """The Prefect API the user chose (environment or Prefect profile), if any."""
+    """Return the Prefect API URL the user configured (environment or Prefect profile), if any."""
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
@@ -66,7 +66,7 @@ def configured_api_url() -> str | None:
 
 
 def running_server(settings: Settings) -> ServerInfo | None:
-    """Return the server leadflow started earlier, if it still answers."""
+    """Return the server leadflow started earlier, if it still passes its health check."""
     state_file = _state_file(settings)
     try:
         state = json.loads(state_file.read_text())
@@ -79,7 +79,7 @@ def running_server(settings: Settings) -> ServerInfo | None:
 
 
 def start_server(settings: Settings) -> ServerInfo:
-    """Start `prefect server start` on loopback in the background and wait until it answers."""
+    """Start `prefect server start` on loopback in the background and wait until it is healthy."""
     url = f"http://{HOST}:{settings.prefect_port}/api"
     if is_healthy(url):
         # A Prefect server the user started on this port: use it as it is.
@@ -115,7 +115,7 @@ def start_server(settings: Settings) -> ServerInfo:
         time.sleep(0.5)
     _terminate(process.pid)
     raise ConfigurationError(
-        f"the local Prefect server did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s; see {_log_file(settings)}"
+        f"the local Prefect server did not become healthy within {STARTUP_TIMEOUT_SECONDS:.0f} s; see {_log_file(settings)}"
     )
 
 

@@ -14,12 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from leadflow.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""The checkout that holds `flows/`, `tasks/`, `models/` and `templates/`."""
+"""The checkout that contains `flows/`, `tasks/`, `models/` and `templates/`."""
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"
 PLACEHOLDER_POSTAL_ADDRESS = "Example Ltd, 1 Example Street, Springfield 00000"
 
-# Prefect reports usage to its authors unless told not to. These are set before
+# Prefect sends usage reports to its authors unless these are set. They are set before
 # Prefect is imported by any leadflow entry point, and only where the user has not
 # chosen a value.
 PREFECT_PRIVACY_DEFAULTS = {

@@ -1,4 +1,4 @@
-"""Campaigns and the email ledger that makes every send happen at most once."""
+"""Campaigns and the email ledger, which keeps one row per (campaign, lead, step)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class SendStatus(StrEnum):
     """Claimed by a run that is handing it to the mail server now."""
     SENT = "sent"
     DEFERRED = "deferred"
-    """The server answered 4xx: a later launch tries again."""
+    """The server replied 4xx or was unreachable: a later launch tries again."""
     BOUNCED = "bounced"
     """The server rejected the recipient for good (5xx)."""
     FAILED = "failed"

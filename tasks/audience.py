@@ -1,11 +1,12 @@
-"""Who a campaign step may email, read in id order so memory stays flat on large lists."""
+"""Audience queries for campaign steps, read in id order so memory stays flat on large lists."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func
+from sqlalchemy import and_, exists, func, update
 from sqlmodel import Session, col, select
 
 from models import RETRYABLE_STATUSES, EmailSend, Lead, Stage
@@ -29,7 +30,7 @@ def invite_conditions() -> list[Any]:
 
 
 def _key_taken(campaign_id: int, step: str) -> Any:
-    """A ledger row for this lead whose status keeps the key taken (anything not retryable)."""
+    """Match leads with a ledger row in a status that keeps the key taken (any status not retryable)."""
     return exists().where(
         col(EmailSend.campaign_id) == campaign_id,
         col(EmailSend.lead_id) == Lead.id,
@@ -51,7 +52,7 @@ def select_invite_batch(
 
 @dataclass(frozen=True)
 class InviteAudience:
-    """How the mailing list splits for one trial-invite campaign."""
+    """Lead counts of the mailing list for one trial-invite campaign, by reason."""
 
     leads: int
     customers: int
@@ -96,7 +97,7 @@ def count_invite_audience(*, session: Session, campaign_id: int | None, step: st
 
 
 def lead_is_invitable(lead: Lead) -> bool:
-    """The Python twin of `invite_conditions`, checked again at send time."""
+    """Check in Python what `invite_conditions` checks in SQL; used again at send time."""
     return (
         not lead.is_customer
         and lead.stage == Stage.SUBSCRIBER.value
@@ -105,3 +106,12 @@ def lead_is_invitable(lead: Lead) -> bool:
         and lead.trial_started_at is None
     )
 
+
+
+def suppress_leads(*, session: Session, lead_ids: list[int], reason: str, at: datetime) -> None:
+    """Suppress `lead_ids` so that no campaign emails them again; an earlier suppression is kept."""
+    session.execute(
+        update(Lead)
+        .where(col(Lead.id).in_(lead_ids), col(Lead.suppressed_at).is_(None))
+        .values(suppressed_at=at, suppression_reason=reason[:200], updated_at=at)
+    )

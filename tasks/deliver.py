@@ -237,7 +237,7 @@ def _rejection(step: str, code: int, reply: bytes | str, *, recipient_step: bool
         outcome = "bounced"
     else:
         outcome = "failed"
-    return DeliveryError(f"the server answered {code} {text} to {step}", outcome=outcome, smtp_code=code)
+    return DeliveryError(f"the server replied {code} {text} to {step}", outcome=outcome, smtp_code=code)
 
 
 def open_mailer(settings: Settings) -> Mailer:

@@ -10,7 +10,7 @@ _DOMAIN_CHARACTERS = frozenset(string.ascii_lowercase + string.digits + "-")
 
 
 class InvalidEmailAddress(ValueError):
-    """The value is not an address leadflow can send to; the message says why."""
+    """The value is not an address leadflow can send to; the message gives the reason."""
 
 
 def normalize_email(raw: str) -> str:

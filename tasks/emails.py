@@ -20,13 +20,13 @@ def email_environment(settings: Settings) -> Environment:
 
 
 def unsubscribe_url(lead_id: int, settings: Settings) -> str:
-    """The link in every footer and List-Unsubscribe header; it never expires, as the law expects."""
+    """Return the link for every footer and List-Unsubscribe header; it never expires, because anti-spam laws require a working opt-out."""
     token = sign_token(key=settings.secret_key.get_secret_value(), purpose="unsubscribe", lead_id=lead_id)
     return f"{settings.public_url}/unsubscribe/{token}"
 
 
 def trial_url(lead_id: int, campaign: str, settings: Settings) -> str:
-    """The trial sign-up link; `ref` lets the product report the sign-up for this lead."""
+    """Return the trial sign-up link; its `ref` token lets the product report the sign-up for this lead."""
     token = sign_token(key=settings.secret_key.get_secret_value(), purpose="trial", lead_id=lead_id)
     return f"{settings.resolved_trial_url}?{urlencode({'ref': token, 'utm_campaign': campaign})}"
 

@@ -38,7 +38,7 @@ class RejectedRow:
 
 @dataclass
 class ImportSummary:
-    """What an import did, counted by outcome."""
+    """Counts of one import, by outcome."""
 
     file: str
     dry_run: bool

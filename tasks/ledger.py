@@ -137,7 +137,7 @@ def mark_stale_sends_ambiguous(
     """Mark `sending` rows older than `lease` as ambiguous and return how many.
 
     Such a row belongs to a run that died while handing the message over, so the
-    server may or may not have it; an operator decides, and it is never resent blindly.
+    server may or may not have it. An operator decides; leadflow does not resend it.
     """
     result = session.execute(
         update(EmailSend)

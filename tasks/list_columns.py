@@ -52,7 +52,7 @@ class CustomerRule:
 
 @dataclass
 class ColumnMap:
-    """Which position in each row holds which lead field."""
+    """Positions of the lead fields in each row."""
 
     headers: list[str]
     positions: dict[str, int] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from leadflow.errors import ConfigurationError, TemplateRenderError
 
 # Every email is a folder under templates/emails/ holding subject.txt, body.txt and body.html.
 
-# How messages are serialised for delivery: CRLF line ends, and headers folded only
+# Serialisation policy for delivery: CRLF line ends, and headers folded only
 # past RFC 5322's 998-character limit. The default of 78 would encode a long
 # List-Unsubscribe URL as an RFC 2047 word, which mail clients cannot follow.
 WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
@@ -42,7 +42,7 @@ def get_environment(templates_dir: Path) -> Environment:
     emails_dir = templates_dir / "emails"
     if not emails_dir.is_dir():
         raise ConfigurationError(
-            f"email templates not found in {emails_dir}; set LEADFLOW_TEMPLATES_DIR to the folder that holds emails/"
+            f"email templates not found in {emails_dir}; set LEADFLOW_TEMPLATES_DIR to the folder that contains emails/"
         )
     return Environment(
         loader=FileSystemLoader(emails_dir),
