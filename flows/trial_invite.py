@@ -4,52 +4,34 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import select
 
 from leadflow.clock import now
-from leadflow.errors import CampaignError, DeliveryError, TemplateRenderError
 from leadflow.settings import get_settings
-from models import Campaign, Lead, SendStatus, session_scope
-from tasks.audience import count_invite_audience, lead_is_invitable, select_invite_batch, suppress_leads
-from tasks.deliver import MailServerUnavailable, open_mailer
-from tasks.emails import email_environment, render_trial_invite, unsubscribe_url
-from tasks.ledger import (
-    Outcome,
-    claim_sends,
-    count_by_status,
-    get_or_create_campaign,
-    mark_stale_sends_ambiguous,
-    record_outcomes,
-)
-from tasks.render_email import build_message
+from models import Campaign, session_scope
+from tasks.audience import count_invite_audience, invite_conditions, lead_is_invitable, select_lead_batch
+from tasks.deliver import open_mailer
+from tasks.emails import email_environment, render_trial_invite
+from tasks.ledger import count_by_status, get_or_create_campaign, mark_stale_sends_ambiguous
+from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 
 STEP = "trial-invite"
-CAMPAIGN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
+CAMPAIGN_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
 
 
-class BatchResult(BaseModel):
-    """Counts of one batch, by ledger outcome."""
+def normalize_campaign_name(name: str) -> str:
+    """Return the stored form of a campaign name: trimmed, inner spaces collapsed, lower-case.
 
-    claimed: int = 0
-    sent: int = 0
-    deferred: int = 0
-    bounced: int = 0
-    failed: int = 0
-    ambiguous: int = 0
-    not_claimed: int = 0
-    """Leads already handled by another run, or no longer eligible, by the time the batch ran."""
-    rendered: int = 0
-    """Dry runs only: emails rendered and built without sending."""
-
-    def add(self, other: BatchResult) -> None:
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    "Spring " and "spring" are one campaign, so a stray space or capital letter
+    cannot start a second campaign that mails everyone again.
+    """
+    return " ".join(name.split()).lower()
 
 
 class CampaignSummary(BaseModel):
@@ -62,6 +44,7 @@ class CampaignSummary(BaseModel):
     customers: int
     suppressed: int
     past_subscriber: int
+    recently_invited: int = 0
     eligible: int
     already_handled: int
     this_run: BatchResult
@@ -78,124 +61,30 @@ def _actor() -> str:
     return f"flow-run:{run_id}" if run_id else "cli"
 
 
-def _retry_when_server_unavailable(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a batch only when the mail server could not be reached; other errors will not heal."""
-    try:
-        state.result()
-    except MailServerUnavailable:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-def _display_name(lead: Lead) -> str:
-    return " ".join(part for part in (lead.first_name, lead.last_name) if part)
+def _invite_step(campaign_name: str) -> EmailStep:
+    settings = get_settings()
+    environment = email_environment(settings)
+    return EmailStep(
+        campaign_kind=STEP,
+        step=STEP,
+        render=lambda lead: render_trial_invite(lead, campaign=campaign_name, settings=settings, environment=environment),
+        is_eligible=lead_is_invitable,
+    )
 
 
 @task(
     name="send-batch",
     retries=2,
     retry_delay_seconds=[10, 60],
-    retry_condition_fn=_retry_when_server_unavailable,
+    retry_condition_fn=retry_when_server_unavailable,
     task_run_name="send-batch/{campaign_name}/{batch_number}",
 )
 def send_batch(campaign_name: str, batch_number: int, lead_ids: list[int], dry_run: bool = False) -> BatchResult:
-    """Claim, render and deliver the trial invite for one batch of leads, then record every outcome.
-
-    A lead whose ledger key another run has claimed is skipped. One lead's failure
-    (a template error, a rejected recipient) is recorded and the batch goes on;
-    an unreachable mail server defers the rest of the batch and raises
-    `MailServerUnavailable`, so Prefect retries the batch.
-    """
-    logger = get_run_logger()
-    settings = get_settings()
-    environment = email_environment(settings)
-    result = BatchResult()
-    actor = _actor()
-    started = now()
-
-    with session_scope() as session:
-        campaign = session.exec(select(Campaign).where(Campaign.kind == STEP, Campaign.name == campaign_name)).first()
-        leads = {lead.id: lead for lead in session.exec(select(Lead).where(col(Lead.id).in_(lead_ids)))}
-        eligible_ids = [lead_id for lead_id in lead_ids if lead_id in leads and lead_is_invitable(leads[lead_id])]
-        if dry_run:
-            claims = []
-        else:
-            if campaign is None:
-                raise CampaignError(f"campaign {STEP}/{campaign_name} does not exist; launch it again")
-            claims = claim_sends(
-                session=session, campaign=campaign, lead_ids=eligible_ids, step=STEP, actor=actor,
-                at=started, domain=settings.sender_domain,
-            )
-    # The claims are committed before any message goes out: a crash from here on
-    # leaves them in `sending`, never free to be sent a second time.
-
-    if dry_run:
-        for lead_id in eligible_ids:
-            lead = leads[lead_id]
-            try:
-                rendered = render_trial_invite(lead, campaign=campaign_name, settings=settings, environment=environment)
-                build_message(
-                    rendered, sender_name=settings.sender_name, sender_address=settings.sender_address,
-                    recipient_name=_display_name(lead), recipient_address=lead.email,
-                    message_id="<dry-run@localhost>", unsubscribe_url=unsubscribe_url(lead_id, settings), date=started,
-                )
-                result.rendered += 1
-            except TemplateRenderError as exc:
-                result.failed += 1
-                logger.error("lead %s: %s", lead_id, exc)
-        result.not_claimed = len(lead_ids) - len(eligible_ids)
-        return result
-
-    result.claimed = len(claims)
-    result.not_claimed = len(lead_ids) - len(claims)
-    outcomes: list[Outcome] = []
-    unavailable: MailServerUnavailable | None = None
-
-    with open_mailer(settings) as mailer:
-        for claim in claims:
-            lead = leads[claim.lead_id]
-            if unavailable is not None:
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.DEFERRED, now(), str(unavailable)))
-                continue
-            try:
-                rendered = render_trial_invite(lead, campaign=campaign_name, settings=settings, environment=environment)
-                message = build_message(
-                    rendered, sender_name=settings.sender_name, sender_address=settings.sender_address,
-                    recipient_name=_display_name(lead), recipient_address=lead.email,
-                    message_id=claim.message_id, unsubscribe_url=unsubscribe_url(lead.id or 0, settings), date=now(),
-                )
-            except (TemplateRenderError, ValueError) as exc:
-                logger.error("lead %s: the invite could not be built: %s", lead.id, exc)
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.FAILED, now(), str(exc)))
-                continue
-            try:
-                mailer.send(message, sender=settings.sender_address, recipient=lead.email)
-            except MailServerUnavailable as exc:
-                unavailable = exc
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.DEFERRED, now(), str(exc)))
-                continue
-            except DeliveryError as exc:
-                if exc.outcome != "deferred":
-                    logger.warning("lead %s: %s (%s)", lead.id, exc, exc.outcome)
-                outcomes.append(Outcome(claim.ledger_id, SendStatus(exc.outcome), now(), str(exc), exc.smtp_code))
-                continue
-            outcomes.append(Outcome(claim.ledger_id, SendStatus.SENT, now()))
-
-    lead_of_ledger_row = {claim.ledger_id: claim.lead_id for claim in claims}
-    bounced_ids = [lead_of_ledger_row[item.ledger_id] for item in outcomes if item.status is SendStatus.BOUNCED]
-    with session_scope() as session:
-        record_outcomes(session=session, outcomes=outcomes)
-        if bounced_ids:
-            suppress_leads(session=session, lead_ids=bounced_ids, reason="hard bounce on the trial invite", at=now())
-    for outcome in outcomes:
-        setattr(result, outcome.status.value, getattr(result, outcome.status.value) + 1)
-
-    if unavailable is not None:
-        logger.warning("%s; %d emails of this batch deferred", unavailable, result.deferred)
-        raise unavailable
-    return result
+    """Send the trial invite to one batch of leads; see `tasks.send.send_email_batch`."""
+    return send_email_batch(
+        _invite_step(campaign_name), campaign_name=campaign_name, lead_ids=lead_ids, settings=get_settings(),
+        actor=_actor(), logger=get_run_logger(), dry_run=dry_run,
+    )
 
 
 def _artifact_key(name: str) -> str:
@@ -209,6 +98,7 @@ def _summary_markdown(summary: CampaignSummary) -> str:
         ("customers (never invited)", summary.customers),
         ("suppressed or unsubscribed", summary.suppressed),
         ("already in a trial or further along", summary.past_subscriber),
+        ("invited by another campaign recently", summary.recently_invited),
         ("eligible for the invite", summary.eligible),
         ("handled by an earlier launch", summary.already_handled),
     ]
@@ -253,12 +143,15 @@ def trial_invite(
 
     Args:
         name: Campaign name, such as spring-launch: letters, digits, spaces, dots, dashes and underscores.
+            Case and surrounding spaces are ignored, so "Spring" and "spring " name one campaign.
         limit: Send to at most this many leads in this launch; the next launch continues.
         dry_run: Render every email and count the audience, but send and record nothing.
     """
     logger = get_run_logger()
     settings = get_settings()
     started = now()
+    name = normalize_campaign_name(name)
+    invited_since = started - timedelta(days=settings.invite_cooldown_days) if settings.invite_cooldown_days else None
 
     with session_scope() as session:
         if dry_run:
@@ -274,15 +167,18 @@ def trial_invite(
                     "%d sends of an earlier run never recorded an outcome; marked ambiguous, not resent", stale
                 )
         campaign_id = campaign.id if campaign is not None else None
-        audience = count_invite_audience(session=session, campaign_id=campaign_id, step=STEP)
+        audience = count_invite_audience(
+            session=session, campaign_id=campaign_id, step=STEP, invited_since=invited_since
+        )
 
     target = audience.remaining if limit is None else min(limit, audience.remaining)
     destination = open_mailer(settings).description
     logger.info(
-        "%s %s: %s of %s leads eligible, %s handled before, %s to go (%s customers, %s suppressed, %s past the invite)",
+        "%s %s: %s of %s leads eligible, %s handled before, %s to go (%s customers, %s suppressed, "
+        "%s in a trial or further along, %s invited by another campaign recently)",
         "dry run of" if dry_run else "launching", name, f"{audience.eligible:,}", f"{audience.leads:,}",
         f"{audience.already_handled:,}", f"{target:,}", f"{audience.customers:,}", f"{audience.suppressed:,}",
-        f"{audience.past_subscriber:,}",
+        f"{audience.past_subscriber:,}", f"{audience.recently_invited:,}",
     )
     progress_id = create_progress_artifact(progress=0.0, description=f"trial-invite/{name}: batches done")
 
@@ -295,7 +191,13 @@ def trial_invite(
             break
         size = settings.batch_size if remaining is None else min(settings.batch_size, remaining)
         with session_scope() as session:
-            lead_ids = select_invite_batch(session=session, campaign_id=campaign_id, step=STEP, after_id=after_id, size=size)
+            lead_ids = select_lead_batch(
+                session=session,
+                conditions=invite_conditions(campaign_id=campaign_id, step=STEP, invited_since=invited_since),
+                campaign_id=campaign_id,
+                step=STEP,
+                after_id=after_id, size=size,
+            )
         if not lead_ids:
             break
         after_id = lead_ids[-1]
@@ -321,6 +223,7 @@ def trial_invite(
     summary = CampaignSummary(
         campaign=name, dry_run=dry_run, destination=destination, leads=audience.leads,
         customers=audience.customers, suppressed=audience.suppressed, past_subscriber=audience.past_subscriber,
+        recently_invited=audience.recently_invited,
         eligible=audience.eligible, already_handled=audience.already_handled, this_run=totals, ledger=ledger,
     )
     create_markdown_artifact(

@@ -45,18 +45,21 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
-    """Build the Alembic configuration in code, so no alembic.ini is needed at run time."""
+def alembic_config() -> Config:
+    """Build the Alembic configuration in code, so no alembic.ini is needed at run time.
+
+    The connection is passed in `config.attributes`, never as a URL option:
+    Alembic's config parser would read a `%` in a URL (an escaped password, a
+    PostgreSQL `options=` value) as interpolation syntax.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
 def upgrade_database(engine: Engine) -> bool:
     """Bring the schema to the newest migration; return True when anything ran."""
-    config = alembic_config(engine)
+    config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()

@@ -181,4 +181,32 @@ def test_smtp_delivers_each_message_once(
     with session_scope() as session:
         bounced = session.exec(select(Lead).where(Lead.email == "person3@example.com")).one()
     assert bounced.suppressed_at is not None
-    assert bounced.suppression_reason == "hard bounce on the trial invite"
+    assert bounced.suppression_reason == "hard bounce on the trial-invite email"
+
+
+def test_name_case_and_spaces_are_one_campaign(settings: Settings, tmp_path: Path) -> None:
+    import_people(tmp_path, 3)
+
+    first = trial_invite(name="Spring Launch ")
+    second = trial_invite(name="spring  launch")
+
+    assert first.campaign == second.campaign == "spring launch"
+    assert (first.this_run.sent, second.this_run.sent) == (3, 0)
+
+
+def test_other_campaign_skips_recent_invitees(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import_people(tmp_path, 3)
+    trial_invite(name="spring")
+    import_text(tmp_path, "email\nlate@example.com\n")
+
+    summer = trial_invite(name="summer")
+
+    assert summer.recently_invited == 3
+    assert summer.this_run.sent == 1
+
+    monkeypatch.setenv("LEADFLOW_INVITE_COOLDOWN_DAYS", "0")
+    get_settings.cache_clear()
+    autumn = trial_invite(name="autumn")
+
+    assert autumn.recently_invited == 0
+    assert autumn.this_run.sent == 4
