@@ -101,6 +101,27 @@ class Settings(BaseSettings):
         description="Postal address printed in every email footer, as anti-spam laws require.",
     )
     trial_days: int = Field(default=7, ge=1, le=365, description="Length of a free trial, in days.")
+    invite_cooldown_days: int = Field(
+        default=30, ge=0, le=3650,
+        description=(
+            "A new trial-invite campaign skips leads that another campaign invited within this many days; "
+            "0 invites them again."
+        ),
+    )
+    survey_offset_hours: float = Field(
+        default=48.0, ge=0, le=24 * 365,
+        description="The survey email is due this many hours before a lead's trial ends.",
+    )
+    survey_link_days: int = Field(
+        default=14, ge=1, le=365, description="The survey link stays valid this many days after the trial ends."
+    )
+    followup_slot_minutes: int = Field(
+        default=15, ge=1, le=24 * 60,
+        description=(
+            "Survey emails due within one slot go out together in one scheduled `survey-followup` run; "
+            "smaller slots send closer to the due time and start more runs."
+        ),
+    )
     batch_size: int = Field(
         default=500, ge=1, le=10_000,
         description="Emails per batch; each batch is one Prefect task run.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ from models import Lead
 from tasks.render_email import RenderedEmail, get_environment, render_email
 
 TRIAL_INVITE = "trial_invite"
+SURVEY = "survey"
 
 
 def email_environment(settings: Settings) -> Environment:
@@ -61,3 +63,36 @@ def render_trial_invite(lead: Lead, *, campaign: str, settings: Settings, enviro
     context["trial_days"] = settings.trial_days
     context["campaign"] = campaign
     return render_email(environment, TRIAL_INVITE, context)
+
+
+def survey_link_expiry(trial_ends_at: datetime, settings: Settings) -> datetime:
+    return trial_ends_at + timedelta(days=settings.survey_link_days)
+
+
+def survey_url(lead_id: int, trial_ends_at: datetime, settings: Settings) -> str:
+    """Return the signed link to this lead's survey: `<public URL>/survey/<token>`.
+
+    The token names the lead and the purpose `survey` and expires
+    `LEADFLOW_SURVEY_LINK_DAYS` after the trial ends.
+    """
+    token = sign_token(
+        key=settings.secret_key.get_secret_value(),
+        purpose="survey",
+        lead_id=lead_id,
+        expires_at=survey_link_expiry(trial_ends_at, settings),
+    )
+    return f"{settings.public_url}/survey/{token}"
+
+
+def render_survey(lead: Lead, *, settings: Settings, environment: Environment) -> RenderedEmail:
+    """Render the survey email for `lead`, whose trial end must be known. Dates are shown in UTC."""
+    if lead.trial_ends_at is None:
+        raise ValueError(f"lead {lead.id} has no trial end, so it cannot get the survey email")
+    ends = lead.trial_ends_at.astimezone(UTC)
+    context = base_context(lead, settings)
+    context["survey_url"] = survey_url(context["lead_id"], ends, settings)
+    context["trial_end_date"] = f"{ends:%A} {ends.day} {ends:%B}"
+    context["trial_end_time"] = f"{ends:%H:%M} UTC"
+    expires = survey_link_expiry(ends, settings)
+    context["survey_expires_date"] = f"{expires.day} {expires:%B %Y}"
+    return render_email(environment, SURVEY, context)

@@ -141,3 +141,55 @@ class TestLeads10000:
         ]
         assert len(message_ids) == 8_962
         assert len(set(message_ids)) == 8_962
+
+
+def test_preview_notes_a_lead_that_gets_nothing(settings: Settings, tmp_path: Path) -> None:
+    invoke("leads", "import", str(write_list(tmp_path)), "--customer-if", "Deal Stage=Closed Won")
+
+    result = runner.invoke(app, ["campaign", "preview", "trial-invite", "--lead", "bob@example.com"])
+
+    assert result.exit_code == 0
+    assert "would not get this email (stage customer, customer)" in result.output
+
+
+def test_preview_rejects_bad_campaign_name(settings: Settings, tmp_path: Path) -> None:
+    invoke("leads", "import", str(write_list(tmp_path)))
+
+    with pytest.raises(LeadflowError, match="invalid campaign name 'a/b'"):
+        invoke("campaign", "preview", "trial-invite", "--name", "a/b")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_demo_rebuilds_its_own_folder(settings: Settings) -> None:
+    invoke("demo", "--leads", "20")
+    output = invoke("demo", "--leads", "20")
+
+    demo_folder = settings.data_dir / "demo"
+    assert "read 22 rows: 20 imported" in output
+    assert len(list((demo_folder / "outbox").glob("*.eml"))) == 20 - _demo_customers(demo_folder)
+    assert not settings.resolved_outbox_dir.exists()
+    assert not Path(settings.resolved_database_url.removeprefix("sqlite:///")).exists()
+
+
+def _demo_customers(folder: Path) -> int:
+    rows = (folder / "sample-leads.csv").read_text().splitlines()[1:]
+    return sum(1 for row in rows[:-2] if row.endswith(",yes"))
+
+
+def test_trial_start_and_upcoming(settings: Settings) -> None:
+    output = invoke("trial", "start", "Ann@Example.com", "--at", "2030-01-10T09:00:00-05:00", "--days", "14")
+
+    assert "Trial recorded (new lead)" in output
+    assert "the trial ends 2030-01-24 14:00 UTC" in output
+    assert "due 2030-01-22 14:00 UTC" in output
+
+    again = invoke("trial", "start", "ann@example.com", "--at", "2030-01-11T09:00:00Z")
+    upcoming = invoke("followups", "upcoming")
+
+    assert "Nothing changed" in again
+    assert "2030-01-22 14:00" in upcoming
+
+
+def test_trial_start_rejects_naive_time(settings: Settings) -> None:
+    with pytest.raises(LeadflowError, match="no UTC offset"):
+        invoke("trial", "start", "ann@example.com", "--at", "2030-01-10T09:00")
