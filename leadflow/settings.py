@@ -137,6 +137,10 @@ class Settings(BaseSettings):
         default=4200, ge=1024, le=65535,
         description="Port of the local Prefect server that leadflow starts when PREFECT_API_URL is not set.",
     )
+    rules_file: Path = Field(
+        default=PROJECT_ROOT / "rules" / "bant.toml",
+        description="TOML file with the qualification rules: questions, answer points, weights and thresholds.",
+    )
     templates_dir: Path = Field(
         default=PROJECT_ROOT / "templates",
         description="Folder holding `emails/` with the Jinja email templates.",

@@ -4,6 +4,7 @@ from models.campaigns import RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
 from models.db import dispose_engines, get_engine, session_scope, upgrade_database
 from models.leads import Lead, LeadBase, StageChange
 from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
+from models.surveys import SurveyResponse
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -15,6 +16,7 @@ __all__ = [
     "SendStatus",
     "Stage",
     "StageChange",
+    "SurveyResponse",
     "check_transition",
     "dispose_engines",
     "get_engine",
