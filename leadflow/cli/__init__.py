@@ -1,0 +1,47 @@
+"""The `leadflow` command line: one module per command group, registered here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from leadflow.cli.campaigns import campaign_app
+from leadflow.cli.common import error_console
+from leadflow.cli.demo import demo
+from leadflow.cli.leads import leads_app
+from leadflow.cli.server import serve_command, server_app
+from leadflow.cli.trials import followups_app, trial_app
+from leadflow.errors import LeadflowError
+from leadflow.settings import apply_prefect_privacy_defaults
+
+app = typer.Typer(
+    name="leadflow",
+    help="Run the B2B lead-qualification funnel as Prefect flows. Settings come from LEADFLOW_* variables.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(leads_app, name="leads")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(trial_app, name="trial")
+app.add_typer(followups_app, name="followups")
+app.add_typer(server_app, name="server")
+app.command("demo")(demo)
+app.command("serve")(serve_command)
+
+
+def main() -> None:
+    """Entry point of the `leadflow` console script."""
+    apply_prefect_privacy_defaults()
+    try:
+        app()
+    except LeadflowError as exc:
+        error_console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,76 @@
+"""`leadflow leads`: import mailing lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from leadflow.cli.common import console, error_console
+
+if TYPE_CHECKING:
+    from tasks.import_leads import ImportSummary
+
+leads_app = typer.Typer(help="Import mailing lists.", no_args_is_help=True)
+
+
+def print_import_summary(summary: ImportSummary) -> None:
+    columns = ", ".join(f"{field} from {header!r}" for field, header in summary.columns.items())
+    console.print(f"Columns: {columns}")
+    if summary.unused_email_columns:
+        unused = ", ".join(repr(header) for header in summary.unused_email_columns)
+        console.print(f"Email taken from {summary.columns['email']!r}, the first email column; not used: {unused}")
+    for rejection in summary.rejections[:20]:
+        console.print(f"  line {rejection.line}: rejected, {rejection.reason}")
+    if summary.rejected > 20:
+        console.print(f"  ... and {summary.rejected - 20:,} more rejected rows")
+    prefix = "Dry run, nothing saved: " if summary.dry_run else ""
+    console.print(
+        f"{prefix}read {summary.read:,} rows: {summary.imported:,} imported, {summary.updated:,} updated, "
+        f"{summary.unchanged:,} unchanged, {summary.duplicates_merged:,} duplicates merged, "
+        f"{summary.customers:,} customers, {summary.rejected:,} rejected"
+    )
+
+
+def run_import(path: Path, customer_if: list[str], dry_run: bool) -> ImportSummary:
+    from models import session_scope
+    from tasks.import_leads import import_leads
+    from tasks.list_columns import CustomerRule
+
+    rules = [CustomerRule.parse(text) for text in customer_if]
+    with Progress(
+        TextColumn("importing {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=error_console, transient=True, disable=not error_console.is_terminal,
+    ) as progress:
+        bar = progress.add_task(path.name, total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        with session_scope() as session:
+            return import_leads(path, session=session, customer_rules=rules, dry_run=dry_run, on_progress=report)
+
+
+@leads_app.command("import")
+def leads_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV file with a header row and an email column.")],
+    customer_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--customer-if",
+            metavar="COLUMN=VALUE",
+            help=(
+                'Mark rows whose COLUMN equals VALUE (case and surrounding spaces ignored) as customers; '
+                'repeat for more, e.g. "Deal Stage=Closed Won". A customer mark is never removed by a later import.'
+            ),
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check everything, save nothing.")] = False,
+) -> None:
+    """Import a mailing list: merge duplicates by address, mark customers, report bad rows by line."""
+    summary = run_import(file, customer_if or [], dry_run)
+    print_import_summary(summary)
+
+
