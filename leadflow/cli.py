@@ -163,11 +163,11 @@ def leads_import(
     ] = None,
     delimiter: Annotated[
         str | None,
-        typer.Option("--delimiter", help="Field delimiter: comma, semicolon, tab or pipe; default: detected."),
+        typer.Option("--delimiter", metavar="DELIMITER", help="Field delimiter: comma, semicolon, tab or pipe; default: detected."),
     ] = None,
     encoding: Annotated[
         str | None,
-        typer.Option("--encoding", help="Text encoding, e.g. utf-8, utf-16, windows-1252, latin-1; default: detected."),
+        typer.Option("--encoding", metavar="ENCODING", help="Text encoding, e.g. utf-8, utf-16, windows-1252, latin-1; default: detected."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check everything, save nothing.")] = False,
 ) -> None:
