@@ -34,6 +34,9 @@ class Lead(LeadBase, table=True):
     email: str = Field(max_length=EMAIL_MAX_LENGTH, unique=True, index=True)
     stage: str = Field(default=Stage.SUBSCRIBER.value, max_length=16, index=True)
     is_customer: bool = Field(default=False)
+    marketing_consent: bool | None = Field(
+        default=None, description="The list's consent column: True or False, None where the list had none."
+    )
     suppressed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     suppression_reason: str | None = Field(default=None, max_length=200)
     unsubscribed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

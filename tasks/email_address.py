@@ -7,6 +7,8 @@ import string
 # The characters RFC 5322 allows unquoted in a local part ("atext"), plus the dot.
 _LOCAL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~.")
 _DOMAIN_CHARACTERS = frozenset(string.ascii_lowercase + string.digits + "-")
+# Zero-width characters that copying from web pages and spreadsheets leaves around an address.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 
 
 class InvalidEmailAddress(ValueError):
@@ -16,19 +18,24 @@ class InvalidEmailAddress(ValueError):
 def normalize_email(raw: str) -> str:
     """Return `raw` trimmed and lower-cased, or raise `InvalidEmailAddress` with the reason.
 
-    Lower-casing the local part is not what RFC 5321 promises, but every large
-    mailbox provider treats it so, and mailing lists need `Ann@x.com` and
-    `ann@x.com` to be one lead. Quoted local parts and non-ASCII addresses are
-    rejected, because many SMTP servers cannot deliver them.
+    Trimming removes whitespace and zero-width characters. Lower-casing the local
+    part is not what RFC 5321 promises, but every large mailbox provider treats it
+    so, and mailing lists need `Ann@x.com` and `ann@x.com` to be one lead. Quoted
+    local parts and every address with a non-ASCII character are rejected, because
+    many SMTP servers cannot deliver them. An internationalised domain is accepted
+    in its ASCII `xn--` form, which is then the lead's address.
     """
-    value = raw.strip()
+    value = raw.strip().strip(_INVISIBLE).strip()
     if not value:
         raise InvalidEmailAddress("the email address is empty")
     shown = value if len(value) <= 80 else value[:77] + "..."
     if any(ord(c) < 32 or ord(c) == 127 for c in value) or " " in value:
         raise InvalidEmailAddress(f"{shown!r} contains spaces or control characters")
     if not value.isascii():
-        raise InvalidEmailAddress(f"{shown!r} has non-ASCII characters, which leadflow does not send to")
+        raise InvalidEmailAddress(
+            f"{shown!r} has non-ASCII characters, which leadflow does not send to; "
+            "write an internationalised domain in its xn-- form"
+        )
     if value.count("@") != 1:
         raise InvalidEmailAddress(f"{shown!r} must contain exactly one '@'")
 

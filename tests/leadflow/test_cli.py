@@ -52,6 +52,24 @@ def test_import_dry_run_saves_nothing(settings: Settings, tmp_path: Path) -> Non
         assert session.exec(select(Lead)).all() == []
 
 
+def test_import_options_and_rejects_file(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("Kontakt;Work Email;Opt Out\nAnn;ann@example.com;no\nBob;=bad;yes\n", encoding="utf-8")
+    rejects = tmp_path / "rejects.csv"
+    arguments = ("leads", "import", str(path), "--column", "email=Work Email", "--delimiter", "semicolon", "--rejects", str(rejects))
+
+    output = invoke(*arguments)
+    again = invoke(*arguments)
+
+    assert "semicolon-delimited (set by --delimiter)" in output
+    assert "email from 'Work Email'" in output
+    assert "read 2 rows: 1 imported" in output
+    assert "line 3: rejected" in output
+    assert "'=bad" in rejects.read_text(encoding="utf-8-sig")
+    assert "Nothing changed" not in output
+    assert "Nothing changed" in again
+
+
 def test_import_of_missing_file_is_an_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(LeadflowError) as caught:
         invoke("leads", "import", str(tmp_path / "nope.csv"))

@@ -14,6 +14,9 @@ from tasks.email_address import InvalidEmailAddress, normalize_email
         ("  bob.smith+news@sub.example.org ", "bob.smith+news@sub.example.org"),
         ("o'brien@example.ie", "o'brien@example.ie"),
         ("x@example.com.", "x@example.com"),
+        ("\u200bann@example.com\ufeff", "ann@example.com"),
+        ("\xa0ann@example.com\t", "ann@example.com"),
+        ("ann@xn--bcher-kva.example", "ann@xn--bcher-kva.example"),
     ],
 )
 def test_normalize_accepts(raw: str, expected: str) -> None:
@@ -37,6 +40,8 @@ def test_normalize_accepts(raw: str, expected: str) -> None:
         "ann@example.123",
         "ann@exam_ple.com",
         "josé@example.com",
+        "ann@bücher.example",
+        "ann@ｅxample.com",
         "ann@example.com\r\nBcc: x@example.org",
         "a" * 65 + "@example.com",
     ],
