@@ -141,6 +141,19 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "rules" / "bant.toml",
         description="TOML file with the qualification rules: questions, answer points, weights and thresholds.",
     )
+    sales_team: str = Field(
+        default="sales@example.com",
+        description="Comma-separated addresses of the salespeople; new SQLs are assigned to them in turn.",
+    )
+    crm_webhook_url: str | None = Field(
+        default=None,
+        description="When set, each new SQL is POSTed there as signed JSON (see the README for the format).",
+    )
+    crm_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Timeout of one CRM request, in seconds.")
+    review_timeout_minutes: float = Field(
+        default=60.0, gt=0, le=7 * 24 * 60,
+        description="How long the bant-review flow waits for a person to decide the borderline leads.",
+    )
     templates_dir: Path = Field(
         default=PROJECT_ROOT / "templates",
         description="Folder holding `emails/` with the Jinja email templates.",
@@ -155,6 +168,32 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host[/path]")
         return value.rstrip("/")
+
+    @field_validator("crm_webhook_url")
+    @classmethod
+    def _check_crm_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("sales_team")
+    @classmethod
+    def _check_sales_team(cls, value: str) -> str:
+        addresses = [address.strip().lower() for address in value.split(",") if address.strip()]
+        if not addresses:
+            raise ValueError("name at least one salesperson's address, e.g. ana@example.com,ben@example.com")
+        for address in addresses:
+            local, at, domain = address.rpartition("@")
+            if not at or not local or "." not in domain:
+                raise ValueError(f"{address!r} is not an email address")
+        return ",".join(addresses)
+
+    @property
+    def sales_team_addresses(self) -> list[str]:
+        return self.sales_team.split(",")
 
     @field_validator("sender_name", "sender_postal_address", "product_name")
     @classmethod

@@ -3,6 +3,7 @@
 from models.campaigns import RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
 from models.db import dispose_engines, get_engine, session_scope, upgrade_database
 from models.leads import Lead, LeadBase, StageChange
+from models.reviews import LeadReview, SalesHandoff
 from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
 from models.surveys import SurveyResponse
 
@@ -13,6 +14,8 @@ __all__ = [
     "EmailSend",
     "Lead",
     "LeadBase",
+    "LeadReview",
+    "SalesHandoff",
     "SendStatus",
     "Stage",
     "StageChange",
