@@ -95,18 +95,23 @@ def build_message(
     recipient_name: str,
     recipient_address: str,
     message_id: str,
-    unsubscribe_url: str,
+    unsubscribe_url: str | None,
     date: datetime,
 ) -> EmailMessage:
-    """Build a multipart/alternative message with RFC 8058 one-click unsubscribe headers."""
+    """Build a multipart/alternative message with RFC 8058 one-click unsubscribe headers.
+
+    `unsubscribe_url` is None only for internal notices (the sales hand-off), which
+    go to colleagues rather than to a mailing list.
+    """
     message = EmailMessage()
     message["From"] = Address(display_name=single_line(sender_name), addr_spec=sender_address)
     message["To"] = Address(display_name=single_line(recipient_name), addr_spec=recipient_address)
     message["Subject"] = single_line(rendered.subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
-    message["List-Unsubscribe"] = f"<{single_line(unsubscribe_url)}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if unsubscribe_url is not None:
+        message["List-Unsubscribe"] = f"<{single_line(unsubscribe_url)}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     return message

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from sqlmodel import Session, select
 
+from leadflow.errors import ImportFileError
 from models import Lead, Stage, SurveyResponse
-from tasks.scoring import Rules, check_answers
+from tasks.email_address import InvalidEmailAddress, normalize_email
+from tasks.list_columns import map_columns, normalize_header
+from tasks.scoring import InvalidAnswers, Rules, check_answers
 from tasks.stages import record_stage_change
 
 PAIN_POINTS_MAX_LENGTH = 2000
@@ -85,3 +90,91 @@ def record_survey_response(
     )
     record_stage_change(lead, Stage.SAL, session=session, reason=f"completed the survey ({source})", actor=actor, at=at)
     return SurveyResult(SurveyOutcome.RECORDED, lead_id)
+
+
+@dataclass
+class SurveyImportSummary:
+    """Counts of one survey-answers file, by outcome."""
+
+    file: str
+    read: int = 0
+    recorded: int = 0
+    updated: int = 0
+    rejected: int = 0
+    rejections: list[tuple[int, str]] = field(default_factory=list)
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < 1000:
+            self.rejections.append((line, reason))
+
+
+def _column_for(headers: list[str], *names: str) -> int | None:
+    wanted = {normalize_header(name) for name in names}
+    return next((index for index, header in enumerate(headers) if normalize_header(header) in wanted), None)
+
+
+def import_survey_responses(
+    path: Path, *, session: Session, rules: Rules, actor: str, at: datetime
+) -> SurveyImportSummary:
+    """Record survey answers collected by another tool: one row per lead, one column per question.
+
+    A question's column is named by its criterion key (`budget`) or by its question
+    text; cells hold option values (`approved`). `fit` and `pain points` columns are
+    optional. Bad rows are reported with their line number; the rest are recorded.
+    """
+    summary = SurveyImportSummary(file=path.name)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ImportFileError(f"cannot open {path}: {exc.strerror}; check the path and its permissions") from exc
+
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            headers = [header.strip() for header in next(reader)]
+        except StopIteration:
+            raise ImportFileError(f"{path.name} is empty; expected a header row such as: email,budget,authority") from None
+        email_position = map_columns(headers, []).positions["email"]
+        question_positions = {
+            criterion.key: _column_for(headers, criterion.key, criterion.question) for criterion in rules.criteria
+        }
+        if all(position is None for position in question_positions.values()):
+            keys = ", ".join(criterion.key for criterion in rules.criteria)
+            raise ImportFileError(f"{path.name} has no column for any {rules.framework} question; name them: {keys}")
+        fit_position = _column_for(headers, "fit")
+        pain_position = _column_for(headers, "pain points", "pain_points", "pains")
+
+        line = reader.line_num + 1
+        for values in reader:
+            if not any(value.strip() for value in values):
+                line = reader.line_num + 1
+                continue
+            summary.read += 1
+            try:
+                address = normalize_email(values[email_position])
+                answers = {
+                    key: values[position].strip()
+                    for key, position in question_positions.items()
+                    if position is not None and values[position].strip()
+                }
+                fit = values[fit_position].strip().lower() or None if fit_position is not None else None
+                pain = values[pain_position] if pain_position is not None else None
+                lead = session.exec(select(Lead).where(Lead.email == address)).first()
+                if lead is None or lead.id is None:
+                    raise ValueError(f"no lead with the address {address}")
+                result = record_survey_response(
+                    lead.id, session=session, rules=rules, answers=answers, fit=fit, pain_points=pain,
+                    source=f"{path.name} line {line}", actor=actor, at=at,
+                )
+            except (InvalidEmailAddress, InvalidAnswers, ValueError, IndexError) as exc:
+                summary.reject(line, "too few fields" if isinstance(exc, IndexError) else str(exc))
+            else:
+                if result.outcome is SurveyOutcome.RECORDED:
+                    summary.recorded += 1
+                elif result.outcome is SurveyOutcome.UPDATED:
+                    summary.updated += 1
+                else:
+                    summary.reject(line, result.reason)
+            line = reader.line_num + 1
+    return summary

@@ -10,6 +10,7 @@ from leadflow.cli.campaigns import campaign_app
 from leadflow.cli.common import error_console
 from leadflow.cli.demo import demo
 from leadflow.cli.leads import leads_app
+from leadflow.cli.review import review_app, sales_app, surveys_app
 from leadflow.cli.server import serve_command, server_app
 from leadflow.cli.trials import followups_app, trial_app
 from leadflow.errors import LeadflowError
@@ -27,6 +28,9 @@ app.add_typer(leads_app, name="leads")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(trial_app, name="trial")
 app.add_typer(followups_app, name="followups")
+app.add_typer(surveys_app, name="surveys")
+app.add_typer(review_app, name="review")
+app.add_typer(sales_app, name="sales")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
 app.command("serve")(serve_command)
