@@ -8,15 +8,21 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, create_model
 
 from leadflow.clock import now
 from leadflow.settings import get_settings
 from models import session_scope
 from tasks.handoff import assign_owners, email_owners, notify_crm, sqls_without_handoff
-from tasks.review import Candidate, record_decision, review_description, score_leads, select_unreviewed_batch
+from tasks.review import (
+    Candidate,
+    record_decision,
+    review_description,
+    score_leads,
+    select_unreviewed_batch,
+)
 from tasks.scoring import Decision, load_rules
+from tasks.stages import current_actor
 
 MAX_LEADS_PER_FORM = 20
 """Borderline leads shown in one review form; the rest wait for the next run."""
@@ -37,11 +43,6 @@ class ReviewSummary(BaseModel):
     handoff_emails: int = 0
     crm_sent: int = 0
     crm_failed: int = 0
-
-
-def _actor() -> str:
-    run_id = flow_run.get_id()
-    return f"flow-run:{run_id}" if run_id else "cli"
 
 
 class _ReviewFormBase(RunInput):
@@ -71,7 +72,7 @@ def score_and_decide(lead_ids: list[int]) -> BatchDecisions:
     """Score a batch, record the clear decisions, and return their counts and the borderline lead ids."""
     settings = get_settings()
     rules = load_rules(settings.rules_file)
-    actor = _actor()
+    actor = current_actor()
     result = BatchDecisions()
     with session_scope() as session:
         for candidate in score_leads(session=session, rules=rules, lead_ids=lead_ids):
@@ -132,7 +133,7 @@ def hand_off_to_sales() -> dict[str, int]:
     with session_scope() as session:
         lead_ids = sqls_without_handoff(session=session)
         assigned = assign_owners(session=session, lead_ids=lead_ids, team=settings.sales_team_addresses, at=now())
-    emailed, not_emailed = email_owners(lead_ids=lead_ids, settings=settings, actor=_actor(), logger=logger)
+    emailed, not_emailed = email_owners(lead_ids=lead_ids, settings=settings, actor=current_actor(), logger=logger)
     crm_sent, crm_failed = notify_crm(lead_ids=lead_ids, settings=settings, logger=logger)
     logger.info(
         "handed %d SQLs to sales: %d emails sent, %d not sent, %d CRM posts, %d failed",

@@ -17,6 +17,7 @@ from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_survey
 from tasks.ledger import get_or_create_campaign, mark_stale_sends_ambiguous
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
+from tasks.stages import current_actor
 
 CAMPAIGN_KIND = "survey-followup"
 CAMPAIGN_NAME = "survey"
@@ -37,11 +38,6 @@ class FollowupSummary(BaseModel):
     @property
     def incomplete(self) -> int:
         return self.this_run.failed + self.this_run.deferred
-
-
-def _actor() -> str:
-    run_id = flow_run.get_id()
-    return f"flow-run:{run_id}" if run_id else "cli"
 
 
 def _survey_step(at: datetime) -> EmailStep:
@@ -67,7 +63,7 @@ def send_survey_batch(batch_number: int, lead_ids: list[int], at: datetime, dry_
     with clock.frozen_at(at):
         return send_email_batch(
             _survey_step(at), campaign_name=CAMPAIGN_NAME, lead_ids=lead_ids, settings=get_settings(),
-            actor=_actor(), logger=get_run_logger(), dry_run=dry_run,
+            actor=current_actor(), logger=get_run_logger(), dry_run=dry_run,
         )
 
 

@@ -7,19 +7,28 @@ from datetime import timedelta
 from typing import Annotated
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.runtime import flow_run
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from leadflow.clock import now
 from leadflow.settings import get_settings
 from models import Campaign, session_scope
-from tasks.audience import count_invite_audience, invite_conditions, lead_is_invitable, select_lead_batch
+from tasks.audience import (
+    count_invite_audience,
+    invite_conditions,
+    lead_is_invitable,
+    select_lead_batch,
+)
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
 from tasks.ledger import count_by_status, get_or_create_campaign, mark_stale_sends_ambiguous
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
+from tasks.stages import current_actor
 
 STEP = "trial-invite"
 CAMPAIGN_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
@@ -56,11 +65,6 @@ class CampaignSummary(BaseModel):
         return self.this_run.failed + self.this_run.deferred
 
 
-def _actor() -> str:
-    run_id = flow_run.get_id()
-    return f"flow-run:{run_id}" if run_id else "cli"
-
-
 def _invite_step(campaign_name: str) -> EmailStep:
     settings = get_settings()
     environment = email_environment(settings)
@@ -83,7 +87,7 @@ def send_batch(campaign_name: str, batch_number: int, lead_ids: list[int], dry_r
     """Send the trial invite to one batch of leads; see `tasks.send.send_email_batch`."""
     return send_email_batch(
         _invite_step(campaign_name), campaign_name=campaign_name, lead_ids=lead_ids, settings=get_settings(),
-        actor=_actor(), logger=get_run_logger(), dry_run=dry_run,
+        actor=current_actor(), logger=get_run_logger(), dry_run=dry_run,
     )
 
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from prefect.runtime import flow_run
 from sqlmodel import Session
 
 from leadflow.clock import now
 from models import Lead, Stage, StageChange, check_transition
+
+
+def current_actor() -> str:
+    """Return the actor for changes made now: `flow-run:<id>` inside a Prefect flow run, else `cli`."""
+    run_id = flow_run.get_id()
+    return f"flow-run:{run_id}" if run_id else "cli"
 
 
 def record_stage_change(

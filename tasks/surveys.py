@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -12,8 +11,9 @@ from sqlmodel import Session, select
 
 from leadflow.errors import ImportFileError
 from models import Lead, Stage, SurveyResponse
+from tasks.csv_rows import find_column, open_csv_rows
 from tasks.email_address import InvalidEmailAddress, normalize_email
-from tasks.list_columns import map_columns, normalize_header
+from tasks.list_columns import map_columns
 from tasks.scoring import InvalidAnswers, Rules, check_answers
 from tasks.stages import record_stage_change
 
@@ -109,11 +109,6 @@ class SurveyImportSummary:
             self.rejections.append((line, reason))
 
 
-def _column_for(headers: list[str], *names: str) -> int | None:
-    wanted = {normalize_header(name) for name in names}
-    return next((index for index, header in enumerate(headers) if normalize_header(header) in wanted), None)
-
-
 def import_survey_responses(
     path: Path, *, session: Session, rules: Rules, actor: str, at: datetime
 ) -> SurveyImportSummary:
@@ -124,32 +119,18 @@ def import_survey_responses(
     optional. Bad rows are reported with their line number; the rest are recorded.
     """
     summary = SurveyImportSummary(file=path.name)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ImportFileError(f"cannot open {path}: {exc.strerror}; check the path and its permissions") from exc
-
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            headers = [header.strip() for header in next(reader)]
-        except StopIteration:
-            raise ImportFileError(f"{path.name} is empty; expected a header row such as: email,budget,authority") from None
+    with open_csv_rows(path, example_header="email,budget,authority,need,timing") as (headers, rows):
         email_position = map_columns(headers, []).positions["email"]
         question_positions = {
-            criterion.key: _column_for(headers, criterion.key, criterion.question) for criterion in rules.criteria
+            criterion.key: find_column(headers, criterion.key, criterion.question) for criterion in rules.criteria
         }
         if all(position is None for position in question_positions.values()):
             keys = ", ".join(criterion.key for criterion in rules.criteria)
             raise ImportFileError(f"{path.name} has no column for any {rules.framework} question; name them: {keys}")
-        fit_position = _column_for(headers, "fit")
-        pain_position = _column_for(headers, "pain points", "pain_points", "pains")
+        fit_position = find_column(headers, "fit")
+        pain_position = find_column(headers, "pain points", "pain_points", "pains")
 
-        line = reader.line_num + 1
-        for values in reader:
-            if not any(value.strip() for value in values):
-                line = reader.line_num + 1
-                continue
+        for line, values in rows:
             summary.read += 1
             try:
                 address = normalize_email(values[email_position])
@@ -158,7 +139,7 @@ def import_survey_responses(
                     for key, position in question_positions.items()
                     if position is not None and values[position].strip()
                 }
-                fit = values[fit_position].strip().lower() or None if fit_position is not None else None
+                fit = (values[fit_position].strip().lower() or None) if fit_position is not None else None
                 pain = values[pain_position] if pain_position is not None else None
                 lead = session.exec(select(Lead).where(Lead.email == address)).first()
                 if lead is None or lead.id is None:
@@ -176,5 +157,4 @@ def import_survey_responses(
                     summary.updated += 1
                 else:
                     summary.reject(line, result.reason)
-            line = reader.line_num + 1
     return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,8 +14,9 @@ from sqlmodel import Session, select
 from leadflow.errors import ImportFileError
 from leadflow.timeparse import InvalidTime, parse_time
 from models import Lead, Stage, StageChange
+from tasks.csv_rows import find_column, open_csv_rows
 from tasks.email_address import InvalidEmailAddress, normalize_email
-from tasks.list_columns import map_columns, normalize_header
+from tasks.list_columns import map_columns
 from tasks.stages import record_stage_change
 
 MAX_TRIAL_DAYS = 365
@@ -171,30 +171,15 @@ def import_trial_signups(
     Bad rows are reported with their line number and reason; the good ones are recorded.
     """
     summary = TrialImportSummary(file=path.name)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ImportFileError(f"cannot open {path}: {exc.strerror}; check the path and its permissions") from exc
-
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            headers = [header.strip() for header in next(reader)]
-        except StopIteration:
-            raise ImportFileError(f"{path.name} is empty; expected a header row such as: email,started_at,days") from None
+    with open_csv_rows(path, example_header="email,started_at,days") as (headers, rows):
         email_position = map_columns(headers, []).positions["email"]
-        normalized = [normalize_header(header) for header in headers]
-        started_position = next((i for i, name in enumerate(normalized) if name in STARTED_AT_HEADERS), None)
+        started_position = find_column(headers, *STARTED_AT_HEADERS)
         if started_position is None:
             found = ", ".join(repr(header) for header in headers)
             raise ImportFileError(f"no trial start column found in {path.name}; name it started_at. The header row has: {found}")
-        days_position = next((i for i, name in enumerate(normalized) if name in TRIAL_DAYS_HEADERS), None)
+        days_position = find_column(headers, *TRIAL_DAYS_HEADERS)
 
-        line = reader.line_num + 1
-        for values in reader:
-            if not any(value.strip() for value in values):
-                line = reader.line_num + 1
-                continue
+        for line, values in rows:
             summary.read += 1
             try:
                 result = _record_row(
@@ -205,14 +190,14 @@ def import_trial_signups(
             except (InvalidEmailAddress, InvalidTime, ValueError, IndexError) as exc:
                 summary.reject(line, str(exc) if not isinstance(exc, IndexError) else "too few fields")
             else:
-                setattr(summary, result.outcome.name.lower(), getattr(summary, result.outcome.name.lower()) + 1)
+                counter = result.outcome.name.lower()
+                setattr(summary, counter, getattr(summary, counter) + 1)
                 if result.survey_due_at is not None and result.outcome in (SignupOutcome.STARTED, SignupOutcome.CREATED):
                     summary.survey_due_times.append(result.survey_due_at)
             if summary.read % commit_every == 0:
                 session.commit()
                 if on_row is not None:
                     on_row(summary.read)
-            line = reader.line_num + 1
     session.commit()
     return summary
 
