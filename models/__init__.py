@@ -5,6 +5,7 @@ from models.db import dispose_engines, get_engine, session_scope, upgrade_databa
 from models.leads import Lead, LeadBase, StageChange
 from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
 from models.surveys import SurveyResponse
+from models.webhooks import WebhookEvent
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -17,6 +18,7 @@ __all__ = [
     "Stage",
     "StageChange",
     "SurveyResponse",
+    "WebhookEvent",
     "check_transition",
     "dispose_engines",
     "get_engine",
