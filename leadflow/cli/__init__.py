@@ -12,6 +12,7 @@ from leadflow.cli.demo import demo
 from leadflow.cli.leads import leads_app
 from leadflow.cli.server import serve_command, server_app
 from leadflow.cli.trials import followups_app, trial_app
+from leadflow.cli.web import web_command
 from leadflow.errors import LeadflowError
 from leadflow.settings import apply_prefect_privacy_defaults
 
@@ -30,6 +31,7 @@ app.add_typer(followups_app, name="followups")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
 app.command("serve")(serve_command)
+app.command("web")(web_command)
 
 
 def main() -> None:
