@@ -1,4 +1,4 @@
-"""Property-based runs: generated requests never make the app answer with a 5xx.
+"""Property-based runs: no generated request may get a 5xx from the app.
 
 The example counts are bounded so the whole file runs in seconds.
 """
