@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
 
 from leadflow.clock import now
 from leadflow.settings import Settings
@@ -104,12 +105,18 @@ async def submit_survey(token: str, request: Request) -> HTMLResponse:
             request, title="The answers could not be read", status_code=400,
             message=f"Nothing was stored because {exc}. Open the survey from the email and send it again.",
         )
+    return await run_in_threadpool(_store_survey_with_retry, request, claims.lead_id, form, rules, settings)
+
+
+def _store_survey_with_retry(
+    request: Request, lead_id: int, form: SurveyForm, rules: Rules, settings: Settings
+) -> HTMLResponse:
     try:
-        return _store_survey(request, claims.lead_id, form, rules, settings)
+        return _store_survey(request, lead_id, form, rules, settings)
     except IntegrityError:
-        # Two first submissions at once (a double click) both insert the lead's one row;
-        # the second attempt finds the first one's answers and replaces them.
-        return _store_survey(request, claims.lead_id, form, rules, settings)
+        # Two first submissions at once (a double click) both insert the lead's one row,
+        # so the second attempt finds the first one's answers and replaces them.
+        return _store_survey(request, lead_id, form, rules, settings)
 
 
 def _store_survey(request: Request, lead_id: int, form: SurveyForm, rules: Rules, settings: Settings) -> HTMLResponse:
