@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         description="Key that signs the links in emails and the intake webhooks; at least 32 characters.",
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key the product signs intake webhooks with; default: the secret key. A separate key can be "
+            "shared with the product and rotated without breaking the links in emails already sent."
+        ),
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Base URL of `leadflow web`, used for unsubscribe and survey links in emails.",
@@ -222,6 +229,13 @@ class Settings(BaseSettings):
                 "LEADFLOW_SECRET_KEY is the development placeholder or shorter than 32 characters; "
                 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
+        if self.webhook_secret is not None:
+            webhook_key = self.webhook_secret.get_secret_value()
+            if len(webhook_key) < 32 or webhook_key == key:
+                problems.append(
+                    "LEADFLOW_WEBHOOK_SECRET is shorter than 32 characters or equal to LEADFLOW_SECRET_KEY; "
+                    "generate a separate one the same way"
+                )
         if self.sender_postal_address == PLACEHOLDER_POSTAL_ADDRESS:
             problems.append("LEADFLOW_SENDER_POSTAL_ADDRESS is the placeholder; set your real postal address")
         if self.sender_address.endswith("@example.com"):
@@ -239,6 +253,10 @@ class Settings(BaseSettings):
     @property
     def resolved_outbox_dir(self) -> Path:
         return self.outbox_dir if self.outbox_dir is not None else self.data_dir / "outbox"
+
+    @property
+    def resolved_webhook_secret(self) -> str:
+        return (self.webhook_secret or self.secret_key).get_secret_value()
 
     @property
     def resolved_trial_url(self) -> str:

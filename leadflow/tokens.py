@@ -17,10 +17,16 @@ from datetime import datetime
 
 _VERSION = "v1"
 _PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# Everything a token can contain: the base64url alphabet and the dots between parts.
+_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 class InvalidToken(ValueError):
     """The token is malformed, forged, for another purpose, or expired."""
+
+
+class ExpiredToken(InvalidToken):
+    """The token was made by leadflow for this purpose, but its expiry has passed."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ def sign_token(*, key: str, purpose: str, lead_id: int, expires_at: datetime | N
 
 def verify_token(token: str, *, key: str, purpose: str, now: datetime) -> TokenClaims:
     """Return the claims of a valid token for `purpose`; raise `InvalidToken` otherwise."""
+    # Links come from anywhere, so reject other characters before any of them is encoded or parsed.
+    if not _TOKEN_CHARACTERS.fullmatch(token):
+        raise InvalidToken("the link is incomplete or damaged; open it again from the email")
     parts = token.split(".")
     if len(parts) != 5 or parts[0] != _VERSION:
         raise InvalidToken("the link is incomplete or damaged; open it again from the email")
@@ -59,5 +68,5 @@ def verify_token(token: str, *, key: str, purpose: str, now: datetime) -> TokenC
         raise InvalidToken("the link is incomplete or damaged; open it again from the email")
     expiry = int(expiry_text)
     if expiry and now.timestamp() > expiry:
-        raise InvalidToken("the link has expired")
+        raise ExpiredToken("the link has expired")
     return TokenClaims(purpose=token_purpose, lead_id=int(lead_text), expires_at=expiry)

@@ -6,6 +6,7 @@ from models.leads import Lead, LeadBase, StageChange
 from models.reviews import LeadReview, SalesHandoff
 from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
 from models.surveys import SurveyResponse
+from models.webhooks import WebhookEvent
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -20,6 +21,7 @@ __all__ = [
     "Stage",
     "StageChange",
     "SurveyResponse",
+    "WebhookEvent",
     "check_transition",
     "dispose_engines",
     "get_engine",

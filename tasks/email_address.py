@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 # The characters RFC 5322 allows unquoted in a local part ("atext"), plus the dot.
@@ -57,3 +58,19 @@ def normalize_email(raw: str) -> str:
     if labels[-1].isdigit():
         raise InvalidEmailAddress(f"{shown!r} ends in a numeric top-level domain")
     return f"{local}@{domain}"
+
+
+def mask_email(address: str) -> str:
+    """Return `address` with all but the first character of the local part hidden, for pages and logs."""
+    local, at, domain = address.partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+_ADDRESS_IN_TEXT = re.compile(r"[^\s'\"<>()@]+@[^\s'\"<>()@]+")
+
+
+def mask_emails_in(text: str) -> str:
+    """Return `text` with every address-like word masked by `mask_email`, for messages that go to logs."""
+    return _ADDRESS_IN_TEXT.sub(lambda match: mask_email(match.group(0)), text)

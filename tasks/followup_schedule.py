@@ -78,6 +78,26 @@ def schedule_survey_runs(due_times: Iterable[datetime], *, settings: Settings, a
     return report
 
 
+def schedule_on_available_server(
+    due_times: list[datetime], *, settings: Settings, at: datetime
+) -> ScheduleReport | None:
+    """Schedule the survey runs on the configured Prefect server, or on leadflow's local one if it runs.
+
+    Returns None, and schedules nothing, when no server is configured or running;
+    `leadflow serve` schedules every pending survey email when it starts.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from leadflow.prefect_server import configured_api_url, running_server
+
+    server = running_server(settings)
+    api_url = configured_api_url() or (server.url if server else None)
+    if api_url is None:
+        return None
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return schedule_survey_runs(due_times, settings=settings, at=at)
+
+
 def schedule_catch_up_run(*, at: datetime) -> str | None:
     """Schedule a `survey-followup` run for `at` (one per minute at most); return an error text or None."""
     from prefect.deployments import run_deployment

@@ -13,6 +13,7 @@ from leadflow.cli.leads import leads_app
 from leadflow.cli.review import review_app, sales_app, surveys_app
 from leadflow.cli.server import serve_command, server_app
 from leadflow.cli.trials import followups_app, trial_app
+from leadflow.cli.web import web_command
 from leadflow.errors import LeadflowError
 from leadflow.settings import apply_prefect_privacy_defaults
 
@@ -34,6 +35,7 @@ app.add_typer(sales_app, name="sales")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
 app.command("serve")(serve_command)
+app.command("web")(web_command)
 
 
 def main() -> None:

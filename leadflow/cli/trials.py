@@ -19,24 +19,18 @@ followups_app = typer.Typer(help="The survey emails sent shortly before each tri
 
 def schedule_surveys(settings: Settings, due_times: list[datetime]) -> None:
     """Schedule the survey runs on the Prefect server in use, if one is running; else print what happens instead."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from leadflow.clock import now
-    from leadflow.prefect_server import configured_api_url, running_server
-    from tasks.followup_schedule import schedule_survey_runs
+    from tasks.followup_schedule import schedule_on_available_server
 
     if not due_times:
         return
-    server = running_server(settings)
-    api_url = configured_api_url() or (server.url if server else None)
-    if api_url is None:
+    report = schedule_on_available_server(due_times, settings=settings, at=now())
+    if report is None:
         console.print(
             "No Prefect server is running, so no survey run was scheduled now; "
             "`leadflow serve` schedules every pending survey email when it starts."
         )
         return
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        report = schedule_survey_runs(due_times, settings=settings, at=now())
     if report.scheduled:
         slots = ", ".join(f"{slot:%Y-%m-%d %H:%M}" for slot in report.scheduled[:5])
         more = f" and {len(report.scheduled) - 5} more" if len(report.scheduled) > 5 else ""

@@ -71,3 +71,23 @@ def test_privacy_defaults_respect_user_choice() -> None:
 
     assert environment == {"DO_NOT_TRACK": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_production_rejects_weak_webhook_secret(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_ENVIRONMENT", "production")
+    monkeypatch.setenv("LEADFLOW_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("LEADFLOW_WEBHOOK_SECRET", "k" * 40)
+    monkeypatch.setenv("LEADFLOW_SENDER_ADDRESS", "news@leadflow.test")
+    monkeypatch.setenv("LEADFLOW_SENDER_POSTAL_ADDRESS", "Leadflow Ltd, 2 Real Road, Leeds")
+    get_settings.cache_clear()
+
+    with pytest.raises(ConfigurationError, match="LEADFLOW_WEBHOOK_SECRET"):
+        get_settings()
+
+
+def test_webhook_secret_defaults_to_secret_key(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.resolved_webhook_secret == settings.secret_key.get_secret_value()
+    monkeypatch.setenv("LEADFLOW_WEBHOOK_SECRET", "w" * 40)
+    get_settings.cache_clear()
+
+    assert get_settings().resolved_webhook_secret == "w" * 40

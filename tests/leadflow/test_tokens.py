@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadflow.tokens import InvalidToken, sign_token, verify_token
+from leadflow.tokens import ExpiredToken, InvalidToken, sign_token, verify_token
 
 KEY = "k" * 40
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
@@ -51,3 +51,16 @@ def test_expiry() -> None:
     assert verify_token(token, key=KEY, purpose="survey", now=NOW).lead_id == 1
     with pytest.raises(InvalidToken, match="expired"):
         verify_token(token, key=KEY, purpose="survey", now=NOW + timedelta(days=2))
+
+
+@pytest.mark.parametrize("token", ["", "é", "v1.survey.1.0.AAAA\n", "v1.survey.².0.AAAA", "x" * 300])
+def test_odd_characters_are_invalid_tokens(token: str) -> None:
+    with pytest.raises(InvalidToken, match="incomplete or damaged"):
+        verify_token(token, key=KEY, purpose="survey", now=NOW)
+
+
+def test_expired_token_is_an_expired_token() -> None:
+    token = sign_token(key=KEY, purpose="survey", lead_id=42, expires_at=NOW - timedelta(seconds=1))
+
+    with pytest.raises(ExpiredToken):
+        verify_token(token, key=KEY, purpose="survey", now=NOW)
