@@ -1,13 +1,15 @@
 """SQLModel tables and the database engine."""
 
-from models.campaigns import RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
+from models.campaigns import IN_FLIGHT_STATUSES, RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
 from models.db import dispose_engines, get_engine, session_scope, upgrade_database
 from models.leads import Lead, LeadBase, StageChange
 from models.stages import ALLOWED_TRANSITIONS, Stage, check_transition
+from models.suppressions import Suppression, SuppressionReason
 from models.surveys import SurveyResponse
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "IN_FLIGHT_STATUSES",
     "RETRYABLE_STATUSES",
     "Campaign",
     "EmailSend",
@@ -16,6 +18,8 @@ __all__ = [
     "SendStatus",
     "Stage",
     "StageChange",
+    "Suppression",
+    "SuppressionReason",
     "SurveyResponse",
     "check_transition",
     "dispose_engines",
