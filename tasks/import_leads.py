@@ -19,6 +19,7 @@ from models.leads import NAME_MAX_LENGTH
 from tasks.email_address import InvalidEmailAddress, normalize_email
 from tasks.list_columns import ColumnMap, CustomerRule, map_columns
 from tasks.stages import record_stage_change
+from tasks.suppression import mark_listed_leads
 
 CHUNK_ROWS = 1000
 """Rows merged and written per database round trip; memory per chunk stays small."""
@@ -279,6 +280,8 @@ def import_leads(
 
     def flush_chunk() -> None:
         _write_chunk(chunk, session=session, summary=summary, seen=seen, actor=actor)
+        # Addresses on the suppression list (unsubscribed, bounced, erased) stay suppressed when imported again.
+        mark_listed_leads(session=session, emails=list(chunk), at=now())
         chunk.clear()
         if not dry_run:
             session.commit()
