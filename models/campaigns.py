@@ -31,11 +31,11 @@ class SendStatus(StrEnum):
     """Queued by a worker process that stopped before handing it over: the next claim takes it."""
 
 
-# A later claim takes these again (a deferred send only once its backoff has passed
-# and while it has attempts left); every other status keeps its key taken.
+# A later claim takes these again. A deferred send waits for its backoff and needs
+# attempts left. Every other status keeps its key taken.
 RETRYABLE_STATUSES = frozenset({SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.RELEASED})
 
-# Statuses of a send that a worker process holds right now.
+# Statuses of a send that a worker process owns right now.
 IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING})
 
 

@@ -72,11 +72,13 @@ def retry_deferred_sends(
 ) -> BatchResult:
     """Send the deferred sends of this campaign step again as they fall due, for up to `LEADFLOW_RETRY_WAIT_SECONDS`.
 
-    `send_batch(batch_number, lead_ids)` sends one batch (the flow's task). The
-    sends still deferred when the wait is used up stay in the ledger for a later
-    run; a send with no attempts left is not retried at all.
+    `send_batch(batch_number, lead_ids)` sends one batch (the flow's task). Sends
+    still deferred when the wait is used up stay in the ledger for a later run. A
+    send with no attempts left is not retried at all.
     """
     totals = BatchResult()
+    if settings.retry_wait_seconds == 0:
+        return totals
     waited = 0.0
     scope = {"conditions": conditions, "campaign_id": campaign_id, "step": step, "max_attempts": settings.max_send_attempts}
     while True:

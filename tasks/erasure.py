@@ -17,12 +17,12 @@ ERASED_DOMAIN = "erased.invalid"
 def erase_lead(*, session: Session, email: str, actor: str, at: datetime) -> int | None:
     """Erase the lead with address `email` and return its id, or None when no lead has that address.
 
-    The row stays, so funnel counts and the ledger keep adding up, but its address
-    becomes `erased-<id>@erased.invalid`, its names, company, title and source are
-    cleared, its survey answers are deleted, and ledger errors (which can quote the
-    address in the server's reply) are cleared. The address hash goes on the
-    suppression list even when no lead has the address, so a later import of it
-    is suppressed.
+    The row stays, so funnel counts and the ledger keep adding up. Its address
+    becomes `erased-<id>@erased.invalid`, and its names, company, title and source
+    are cleared. Its survey answers are deleted, and so are its ledger error texts,
+    which can quote the address in the server's reply. The address hash goes on the
+    suppression list even when no lead has the address, so a later import of it is
+    suppressed.
     """
     normalized = email.strip().lower()
     add_hashes(session=session, hashes=[address_hash(normalized)], reason=SuppressionReason.ERASURE, source=actor, at=at)

@@ -2,8 +2,8 @@
 
 A key is (campaign, lead, step). A worker claims a batch of keys in one commit
 (status `queued`), then for each message commits `sending` just before the SMTP
-transaction and the outcome just after it. So at any moment a worker holds at
-most one row whose fate is unknown. Claiming inserts the row, or takes back a row
+transaction and the outcome just after it. So at any moment a worker has at
+most one row whose outcome is unknown. Claiming inserts the row, or takes back a row
 that was not delivered (`failed`, `released`, or `deferred` once its backoff has
 passed and while it has attempts left). The database's unique constraint decides
 races: of two workers claiming the same key, only one gets it back from the claim.
@@ -94,8 +94,8 @@ def claim_sends(
     """Claim the keys of `lead_ids` as `queued` for the worker `owner` and return the ones it got.
 
     `at` is the flow's time, stored as the creation time of new rows. `wall_time`
-    is the real current time: it is stored as the claim time, which tells later
-    launches whether `owner` is alive, and it decides which deferred sends are due.
+    is the real current time. It is stored as the claim time, from which later
+    launches judge whether `owner` is alive, and it decides which deferred sends are due.
     A key in any other state than the claimable ones is left alone and not returned.
     """
     if not lead_ids:

@@ -1,4 +1,4 @@
-"""Tell whether the worker process that holds a ledger row is still alive.
+"""Check whether the worker process that owns a ledger row is still alive.
 
 A worker writes its identity into every row it claims. The identity names the
 host, the kernel boot, the PID namespace, the PID and the process start time, so

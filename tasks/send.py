@@ -1,11 +1,11 @@
 """Send one batch of one email step: claim the ledger keys, render, deliver, record each outcome.
 
 Every flow that emails leads calls `send_email_batch` from its own Prefect task,
-so all of them share the ledger protocol (see tasks.ledger and docs/delivery.md):
-a batch's keys are claimed as `queued` in one commit before any message goes out,
-each message is marked `sending` in a commit of its own just before the SMTP
-transaction, and its outcome is committed just after it. A worker killed at any
-moment therefore leaves at most one send whose outcome is unknown.
+so all of them share the ledger protocol of tasks.ledger and docs/delivery.md.
+A batch's keys are claimed as `queued` in one commit before any message goes out.
+Each message is marked `sending` in a commit of its own just before the SMTP
+transaction, and its outcome is committed just after it. So a worker killed at
+any moment leaves at most one send whose outcome is unknown.
 """
 
 from __future__ import annotations

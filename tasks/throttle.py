@@ -36,10 +36,11 @@ def configure_limits(settings: Settings) -> None:
 
     with get_client(sync_client=True) as client:
         if settings.send_rate_per_second is not None:
-            # The limit is the burst a worker may take at once; the decay is the rate.
+            # The decay is the rate. The limit is the burst: two groups, so a worker asking for its
+            # next group a moment before the last one has fully decayed gets it without a retry wait.
             client.upsert_global_concurrency_limit_by_name(
                 RATE_LIMIT_NAME,
-                limit=group_size(settings.send_rate_per_second),
+                limit=2 * group_size(settings.send_rate_per_second),
                 slot_decay_per_second=settings.send_rate_per_second,
             )
         if settings.smtp_max_connections is not None:
@@ -67,7 +68,9 @@ class Pacer:
         delay = self._next_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        self._next_at = max(self._next_at, time.monotonic()) + 1.0 / self.rate
+        # A worker that fell behind (a slow reply, a pause) may catch up by one group's worth of
+        # messages at most. The shared limit still caps the long-run rate.
+        self._next_at = max(self._next_at, time.monotonic() - GROUP_SECONDS) + 1.0 / self.rate
         self._allowance -= 1
 
 
