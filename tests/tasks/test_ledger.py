@@ -133,7 +133,7 @@ def test_message_id_survives_a_retry(settings: Settings) -> None:
     assert ledger_rows()[0].message_id == before.message_id
 
 
-def test_hand_over_needs_the_owner_and_a_queued_row(settings: Settings) -> None:
+def test_hand_over_checks_owner_and_status(settings: Settings) -> None:
     lead_ids = make_leads(1)
     claim(lead_ids, "worker-1")
     row_id = ledger_rows()[0].id or 0
