@@ -8,6 +8,7 @@ import typer
 
 from leadflow.cli.campaigns import campaign_app
 from leadflow.cli.common import error_console
+from leadflow.cli.deliveries import register as register_delivery_commands
 from leadflow.cli.demo import demo
 from leadflow.cli.leads import leads_app
 from leadflow.cli.server import serve_command, server_app
@@ -30,6 +31,7 @@ app.add_typer(followups_app, name="followups")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
 app.command("serve")(serve_command)
+register_delivery_commands(app)
 
 
 def main() -> None:
