@@ -157,6 +157,8 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
         )
         with session_scope() as session:
             stored = session.get(Campaign, campaign_id)
+            # NOTE: every survey email shares one campaign, so this also counts sends that ran out of
+            # attempts in earlier runs, and such a send keeps `followups run` exiting with code 1.
             still_deferred = count_by_status(session=session, campaign=stored, step=STEP).get("deferred", 0) if stored else 0
     else:
         still_deferred = 0

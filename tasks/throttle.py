@@ -53,7 +53,8 @@ class Pacer:
     def __init__(self, rate: float | None) -> None:
         self.rate = rate
         self._allowance = 0
-        self._next_at = 0.0
+        self._next_at: float | None = None
+        """`time.monotonic()` before which the next message must not go out; set by the first message."""
 
     def wait(self, remaining: int) -> None:
         """Block until the next message may go out; `remaining` counts the messages left in this batch, this one included."""
@@ -65,6 +66,8 @@ class Pacer:
             # Take no more slots than the batch can use: unused slots would only decay.
             self._allowance = min(group_size(self.rate), max(remaining, 1))
             rate_limit(RATE_LIMIT_NAME, occupy=self._allowance, strict=True)
+        if self._next_at is None:
+            self._next_at = time.monotonic()
         delay = self._next_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
