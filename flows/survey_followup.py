@@ -11,13 +11,16 @@ from pydantic import BaseModel
 
 from leadflow import clock
 from leadflow.settings import get_settings
-from models import session_scope
+from models import Campaign, session_scope
 from tasks.audience import count_due, lead_gets_survey, select_lead_batch, survey_conditions
+from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_survey
-from tasks.ledger import get_or_create_campaign, mark_stale_sends_ambiguous
+from tasks.ledger import count_by_status, get_or_create_campaign
+from tasks.recovery import recover_abandoned_sends
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 from tasks.stages import current_actor
+from tasks.throttle import configure_limits
 
 CAMPAIGN_KIND = "survey-followup"
 CAMPAIGN_NAME = "survey"
@@ -34,10 +37,14 @@ class FollowupSummary(BaseModel):
     due: int
     already_handled: int
     this_run: BatchResult
+    still_deferred: int = 0
+    """Survey sends still deferred after this run: due later, or out of attempts."""
+    recovered_ambiguous: int = 0
+    """Sends a dead worker was handing over, marked ambiguous by this run."""
 
     @property
     def incomplete(self) -> int:
-        return self.this_run.failed + self.this_run.deferred
+        return self.this_run.failed + self.still_deferred
 
 
 def _survey_step(at: datetime) -> EmailStep:
@@ -99,16 +106,25 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
 
     with session_scope() as session:
         campaign, _ = get_or_create_campaign(session=session, kind=CAMPAIGN_KIND, name=CAMPAIGN_NAME)
+        recovered_ambiguous = 0
         if not dry_run:
-            stale = mark_stale_sends_ambiguous(
-                session=session, campaign=campaign, step=STEP, at=at,
+            recovered = recover_abandoned_sends(
+                session=session, campaign=campaign, step=STEP, wall_time=clock.wall_clock(),
                 lease=timedelta(minutes=settings.sending_lease_minutes),
             )
-            if stale:
-                logger.warning("%d survey sends of an earlier run never recorded an outcome; marked ambiguous", stale)
+            recovered_ambiguous = recovered.ambiguous
+            if recovered.released:
+                logger.warning("%d survey sends queued by a worker that stopped are sent again", recovered.released)
+            if recovered.ambiguous:
+                logger.warning(
+                    "%d survey sends of a worker that stopped never recorded an outcome; marked ambiguous "
+                    "(list them with: leadflow deliveries ambiguous)", recovered.ambiguous,
+                )
         campaign_id = campaign.id
         due, already_handled = count_due(session=session, conditions=conditions, campaign_id=campaign_id, step=STEP)
 
+    if not dry_run:
+        configure_limits(settings)
     logger.info(
         "%s at %s: %s trial users due for the survey, %s of them handled before",
         "dry run" if dry_run else "survey follow-up", at.isoformat(), f"{due:,}", f"{already_handled:,}",
@@ -127,17 +143,33 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
         after_id = lead_ids[-1]
         batch_number += 1
         totals.add(send_survey_batch(batch_number, lead_ids, at, dry_run))
+    if not dry_run:
+        totals.add(
+            retry_deferred_sends(
+                lambda number, ids: send_survey_batch(number, ids, at, False),
+                conditions=conditions, campaign_id=campaign_id, step=STEP, settings=settings, logger=logger,
+                batch_number=batch_number,
+            )
+        )
+        with session_scope() as session:
+            stored = session.get(Campaign, campaign_id)
+            # NOTE: every survey email shares one campaign, so this also counts sends that ran out of
+            # attempts in earlier runs, and such a send keeps `followups run` exiting with code 1.
+            still_deferred = count_by_status(session=session, campaign=stored, step=STEP).get("deferred", 0) if stored else 0
+    else:
+        still_deferred = 0
 
     summary = FollowupSummary(
         at=at, dry_run=dry_run, destination=open_mailer(settings).description, due=due,
-        already_handled=already_handled, this_run=totals,
+        already_handled=already_handled, this_run=totals, still_deferred=still_deferred,
+        recovered_ambiguous=recovered_ambiguous,
     )
     create_markdown_artifact(
         _summary_markdown(summary), key="survey-followup-last-run", description="Summary of the last survey follow-up"
     )
     logger.info(
-        "survey follow-up done: %s sent, %s deferred, %s bounced, %s failed, %s ambiguous",
-        f"{totals.sent:,}", f"{totals.deferred:,}", f"{totals.bounced:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}",
+        "survey follow-up done: %s sent, %s still deferred, %s bounced, %s failed, %s ambiguous",
+        f"{totals.sent:,}", f"{still_deferred:,}", f"{totals.bounced:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}",
     )
     return summary
 
@@ -148,10 +180,12 @@ def _summary_markdown(summary: FollowupSummary) -> str:
         ("trial users due for the survey", summary.due),
         ("handled by an earlier run", summary.already_handled),
         ("sent by this run", run.sent),
-        ("deferred", run.deferred),
-        ("bounced", run.bounced),
+        ("deferral replies (retried with backoff)", run.deferred),
+        ("still deferred (a later run retries)", summary.still_deferred),
+        ("bounced (now suppressed)", run.bounced),
+        ("on the suppression list at send time", run.suppressed),
         ("failed", run.failed),
-        ("ambiguous", run.ambiguous),
+        ("ambiguous (operator decides)", run.ambiguous + summary.recovered_ambiguous),
     ]
     if summary.dry_run:
         rows.append(("rendered (dry run)", run.rendered))

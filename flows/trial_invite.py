@@ -15,20 +15,18 @@ from prefect.artifacts import (
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from leadflow.clock import now
+from leadflow.clock import now, wall_clock
 from leadflow.settings import get_settings
 from models import Campaign, session_scope
-from tasks.audience import (
-    count_invite_audience,
-    invite_conditions,
-    lead_is_invitable,
-    select_lead_batch,
-)
+from tasks.audience import count_invite_audience, invite_conditions, lead_is_invitable, select_lead_batch
+from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
-from tasks.ledger import count_by_status, get_or_create_campaign, mark_stale_sends_ambiguous
+from tasks.ledger import count_by_status, get_or_create_campaign
+from tasks.recovery import Recovered, recover_abandoned_sends
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 from tasks.stages import current_actor
+from tasks.throttle import configure_limits
 
 STEP = "trial-invite"
 CAMPAIGN_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
@@ -59,10 +57,19 @@ class CampaignSummary(BaseModel):
     this_run: BatchResult
     ledger: dict[str, int] = Field(default_factory=dict)
     """Ledger rows of the campaign by status after the run."""
+    released: int = 0
+    """Sends queued by a worker that died, sent again by this run."""
+    recovered_ambiguous: int = 0
+    """Sends a dead worker was handing over, marked ambiguous by this run."""
+
+    @property
+    def still_deferred(self) -> int:
+        """Sends still deferred after this run: due later, or out of attempts."""
+        return self.ledger.get("deferred", 0)
 
     @property
     def incomplete(self) -> int:
-        return self.this_run.failed + self.this_run.deferred
+        return self.this_run.failed + self.still_deferred
 
 
 def _invite_step(campaign_name: str) -> EmailStep:
@@ -111,10 +118,12 @@ def _summary_markdown(summary: CampaignSummary) -> str:
     else:
         rows += [
             ("sent by this launch", run.sent),
-            ("deferred (try again later)", run.deferred),
-            ("bounced", run.bounced),
+            ("deferral replies (retried with backoff)", run.deferred),
+            ("still deferred (a later launch retries)", summary.still_deferred),
+            ("bounced (now suppressed)", run.bounced),
+            ("on the suppression list at send time", run.suppressed),
             ("failed", run.failed),
-            ("ambiguous (operator decides)", run.ambiguous),
+            ("ambiguous (operator decides)", run.ambiguous + summary.recovered_ambiguous),
         ]
     lines = [
         f"# Trial invite: {summary.campaign}",
@@ -156,25 +165,31 @@ def trial_invite(
     started = now()
     name = normalize_campaign_name(name)
     invited_since = started - timedelta(days=settings.invite_cooldown_days) if settings.invite_cooldown_days else None
+    recovered = Recovered(released=0, ambiguous=0)
 
     with session_scope() as session:
         if dry_run:
             campaign = session.exec(select(Campaign).where(Campaign.kind == STEP, Campaign.name == name)).first()
         else:
             campaign, created = get_or_create_campaign(session=session, kind=STEP, name=name)
-            stale = mark_stale_sends_ambiguous(
-                session=session, campaign=campaign, step=STEP, at=started,
+            recovered = recover_abandoned_sends(
+                session=session, campaign=campaign, step=STEP, wall_time=wall_clock(),
                 lease=timedelta(minutes=settings.sending_lease_minutes),
             )
-            if stale:
+            if recovered.released:
+                logger.warning("%d sends queued by a worker that stopped are sent again", recovered.released)
+            if recovered.ambiguous:
                 logger.warning(
-                    "%d sends of an earlier run never recorded an outcome; marked ambiguous, not resent", stale
+                    "%d sends of a worker that stopped never recorded an outcome; marked ambiguous, not resent "
+                    "(list them with: leadflow deliveries ambiguous)", recovered.ambiguous,
                 )
         campaign_id = campaign.id if campaign is not None else None
         audience = count_invite_audience(
             session=session, campaign_id=campaign_id, step=STEP, invited_since=invited_since
         )
 
+    if not dry_run:
+        configure_limits(settings)
     target = audience.remaining if limit is None else min(limit, audience.remaining)
     destination = open_mailer(settings).description
     logger.info(
@@ -215,6 +230,14 @@ def trial_invite(
             f"{done:,}", f"{target:,}",
         )
         update_progress_artifact(progress_id, progress=min(100.0, 100.0 * done / target) if target else 100.0)
+    if campaign_id is not None and not dry_run and (limit is None or totals.claimed < limit):
+        totals.add(
+            retry_deferred_sends(
+                lambda number, ids: send_batch(name, number, ids, False),
+                conditions=invite_conditions(campaign_id=campaign_id, step=STEP, invited_since=invited_since),
+                campaign_id=campaign_id, step=STEP, settings=settings, logger=logger, batch_number=batch_number,
+            )
+        )
     update_progress_artifact(progress_id, progress=100.0)
 
     ledger: dict[str, int] = {}
@@ -229,14 +252,17 @@ def trial_invite(
         customers=audience.customers, suppressed=audience.suppressed, past_subscriber=audience.past_subscriber,
         recently_invited=audience.recently_invited,
         eligible=audience.eligible, already_handled=audience.already_handled, this_run=totals, ledger=ledger,
+        released=recovered.released, recovered_ambiguous=recovered.ambiguous,
     )
     create_markdown_artifact(
         _summary_markdown(summary), key=_artifact_key(name), description=f"Summary of trial-invite/{name}"
     )
     logger.info(
-        "%s %s: %s sent, %s deferred, %s bounced, %s failed, %s ambiguous, %s handled before",
-        "dry run of" if dry_run else "finished", name, f"{totals.sent:,}", f"{totals.deferred:,}",
-        f"{totals.bounced:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}", f"{audience.already_handled:,}",
+        "%s %s: %s sent, %s still deferred, %s bounced, %s suppressed at send time, %s failed, %s ambiguous, "
+        "%s handled before",
+        "dry run of" if dry_run else "finished", name, f"{totals.sent:,}", f"{summary.still_deferred:,}",
+        f"{totals.bounced:,}", f"{totals.suppressed:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}",
+        f"{audience.already_handled:,}",
     )
     if totals.ambiguous:
         logger.warning("%d sends are ambiguous: the server may have them; check before resending", totals.ambiguous)

@@ -31,3 +31,12 @@ def frozen_at(moment: datetime) -> Iterator[datetime]:
         yield as_utc(moment)
     finally:
         _frozen_now.reset(token)
+
+
+def wall_clock() -> datetime:
+    """Return the real current time in UTC, never frozen.
+
+    Leases and retry backoff use it: they are about real processes and real mail
+    servers, so a moved flow clock must not stretch or skip them.
+    """
+    return datetime.now(UTC)

@@ -136,9 +136,33 @@ class Settings(BaseSettings):
     sending_lease_minutes: int = Field(
         default=30, ge=1, le=24 * 60,
         description=(
-            "A ledger row left in `sending` for longer than this belonged to a process that died; "
-            "a later launch marks it ambiguous for an operator instead of resending it."
+            "A worker on another host (or in another container) that has not claimed or handed over a send "
+            "for this long is taken as dead: a later launch resends its queued sends and marks the one it was "
+            "handing over ambiguous. Workers on the same host are checked directly and need no wait."
         ),
+    )
+    max_send_attempts: int = Field(
+        default=5, ge=1, le=100,
+        description="A send that the server defers (4xx) is tried at most this many times in all, across runs.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=60.0, ge=0, le=24 * 3600,
+        description="Wait before retrying a deferred send, in seconds; it doubles with each attempt, up to one hour.",
+    )
+    retry_wait_seconds: float = Field(
+        default=120.0, ge=0, le=24 * 3600,
+        description=(
+            "Seconds a run waits in all for deferred sends to become due before it ends and leaves them "
+            "to a later run; 0 retries them in later runs only."
+        ),
+    )
+    send_rate_per_second: float | None = Field(
+        default=None, gt=0, le=10_000,
+        description="Messages per second across every worker (a Prefect global concurrency limit); unset: no limit.",
+    )
+    smtp_max_connections: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Open SMTP connections across every worker (a Prefect global concurrency limit); unset: no limit.",
     )
     prefect_port: int = Field(
         default=4200, ge=1024, le=65535,

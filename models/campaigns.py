@@ -14,8 +14,10 @@ from models.types import UTCDateTime
 
 
 class SendStatus(StrEnum):
+    QUEUED = "queued"
+    """Claimed by a worker process, not yet handed to the mail server: safe to send again if that process dies."""
     SENDING = "sending"
-    """Claimed by a run that is handing it to the mail server now."""
+    """Being handed to the mail server now: if the process dies, the outcome is unknown."""
     SENT = "sent"
     DEFERRED = "deferred"
     """The server replied 4xx or was unreachable: a later launch tries again."""
@@ -25,10 +27,16 @@ class SendStatus(StrEnum):
     """Not handed over (a template error, a rejected message): a later launch tries again."""
     AMBIGUOUS = "ambiguous"
     """The server may have accepted it: never resent without an operator's decision."""
+    RELEASED = "released"
+    """Queued by a worker process that stopped before handing it over: the next claim takes it."""
 
 
-# A later launch claims these again; every other status keeps its key taken.
-RETRYABLE_STATUSES = frozenset({SendStatus.DEFERRED, SendStatus.FAILED})
+# A later claim takes these again. A deferred send waits for its backoff and needs
+# attempts left. Every other status keeps its key taken.
+RETRYABLE_STATUSES = frozenset({SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.RELEASED})
+
+# Statuses of a send that a worker process owns right now.
+IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING})
 
 
 class Campaign(SQLModel, table=True):
@@ -69,8 +77,18 @@ class EmailSend(SQLModel, table=True):
     message_id: str = Field(max_length=200, unique=True)
     attempts: int = Field(default=0, ge=0)
     claimed_by: str | None = Field(default=None, max_length=200, description="Actor of the last claim.")
+    owner: str | None = Field(
+        default=None, max_length=200,
+        description="Worker process of the last claim (host, boot, pid namespace, pid, start time); see tasks.liveness.",
+    )
     created_at: datetime = Field(default_factory=now, sa_type=UTCDateTime, nullable=False)
-    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime,
+        description="Wall-clock time of the last claim or hand-over; the owner's last sign of life.",
+    )
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="Wall-clock time before which a deferred send is not retried."
+    )
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     smtp_code: int | None = Field(default=None)
     error: str | None = Field(default=None, max_length=1000)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, update
+from sqlalchemy import and_, exists, func
 from sqlmodel import Session, col, select
 
 from models import RETRYABLE_STATUSES, EmailSend, Lead, SendStatus, Stage
@@ -139,15 +139,6 @@ def lead_is_invitable(lead: Lead) -> bool:
         and lead.trial_started_at is None
     )
 
-
-
-def suppress_leads(*, session: Session, lead_ids: list[int], reason: str, at: datetime) -> None:
-    """Suppress `lead_ids` so that no campaign emails them again; an earlier suppression is kept."""
-    session.execute(
-        update(Lead)
-        .where(col(Lead.id).in_(lead_ids), col(Lead.suppressed_at).is_(None))
-        .values(suppressed_at=at, suppression_reason=reason[:200], updated_at=at)
-    )
 
 
 def survey_conditions(*, at: datetime, offset_hours: float) -> list[Any]:

@@ -184,6 +184,11 @@ class SmtpMailer(_MailerBase):
             try:
                 self._transaction(connection, data, sender=sender, recipient=recipient)
                 return
+            except DeliveryError as exc:
+                if exc.smtp_code == 421:
+                    # 421 means the server is closing the connection; the next message opens a new one.
+                    self._drop_connection()
+                raise
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop_connection()
                 if connection.final_dot_sent:

@@ -16,13 +16,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from leadflow.clock import now
-from leadflow.errors import DeliveryError, TemplateRenderError
 from leadflow.settings import Settings
-from models import Lead, LeadReview, SalesHandoff, SendStatus, Stage, SurveyResponse, session_scope
-from tasks.deliver import MailServerUnavailable, open_mailer
+from models import Lead, LeadReview, SalesHandoff, Stage, SurveyResponse, session_scope
 from tasks.emails import email_environment
-from tasks.ledger import Outcome, claim_sends, get_or_create_campaign, record_outcomes
-from tasks.render_email import build_message, render_email
+from tasks.ledger import get_or_create_campaign
+from tasks.render_email import RenderedEmail, render_email
+from tasks.send import EmailStep, send_email_batch
 
 HANDOFF_KIND = "sales-handoff"
 HANDOFF_CAMPAIGN = "sales"
@@ -94,53 +93,37 @@ def _handoff_context(lead: Lead, review: LeadReview, response: SurveyResponse | 
 
 def email_owners(*, lead_ids: list[int], settings: Settings, actor: str, logger: logging.Logger | logging.LoggerAdapter) -> tuple[int, int]:  # type: ignore[type-arg]
     """Send each lead's owner the hand-off email once, through the ledger; return (sent, not sent)."""
+    if not lead_ids:
+        return 0, 0
     environment = email_environment(settings)
-    at = now()
     with session_scope() as session:
-        campaign, _ = get_or_create_campaign(session=session, kind=HANDOFF_KIND, name=HANDOFF_CAMPAIGN)
-        claims = claim_sends(
-            session=session, campaign=campaign, lead_ids=lead_ids, step=HANDOFF_STEP, actor=actor, at=at,
-            domain=settings.sender_domain,
-        )
-        rows = {
-            lead.id: (lead, review, handoff, response)
+        get_or_create_campaign(session=session, kind=HANDOFF_KIND, name=HANDOFF_CAMPAIGN)
+        details = {
+            lead.id: (review, handoff, response)
             for lead, review, handoff, response in session.exec(
                 select(Lead, LeadReview, SalesHandoff, SurveyResponse)
                 .join(LeadReview, col(LeadReview.lead_id) == Lead.id)
                 .join(SalesHandoff, col(SalesHandoff.lead_id) == Lead.id)
                 .outerjoin(SurveyResponse, col(SurveyResponse.lead_id) == Lead.id)
-                .where(col(Lead.id).in_([claim.lead_id for claim in claims]))
+                .where(col(Lead.id).in_(lead_ids))
             )
         }
 
-    outcomes: list[Outcome] = []
-    with open_mailer(settings) as mailer:
-        for claim in claims:
-            lead, review, handoff, response = rows[claim.lead_id]
-            try:
-                rendered = render_email(
-                    environment, "sales_handoff", _handoff_context(lead, review, response, handoff.owner, settings)
-                )
-                message = build_message(
-                    rendered, sender_name=settings.sender_name, sender_address=settings.sender_address,
-                    recipient_name="", recipient_address=handoff.owner, message_id=claim.message_id,
-                    unsubscribe_url=None, date=now(),
-                )
-                mailer.send(message, sender=settings.sender_address, recipient=handoff.owner)
-            except TemplateRenderError as exc:
-                logger.error("lead %s: the hand-off email could not be built: %s", lead.id, exc)
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.FAILED, now(), str(exc)))
-            except MailServerUnavailable as exc:
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.DEFERRED, now(), str(exc)))
-            except DeliveryError as exc:
-                logger.warning("lead %s: the hand-off email was not delivered: %s", lead.id, exc)
-                outcomes.append(Outcome(claim.ledger_id, SendStatus(exc.outcome), now(), str(exc), exc.smtp_code))
-            else:
-                outcomes.append(Outcome(claim.ledger_id, SendStatus.SENT, now()))
-    with session_scope() as session:
-        record_outcomes(session=session, outcomes=outcomes)
-    sent = sum(1 for outcome in outcomes if outcome.status is SendStatus.SENT)
-    return sent, len(outcomes) - sent
+    def render(lead: Lead) -> RenderedEmail:
+        review, handoff, response = details[lead.id]
+        return render_email(environment, "sales_handoff", _handoff_context(lead, review, response, handoff.owner, settings))
+
+    step = EmailStep(
+        campaign_kind=HANDOFF_KIND,
+        step=HANDOFF_STEP,
+        render=render,
+        is_eligible=lambda lead: lead.id in details,
+        recipient=lambda lead: details[lead.id][1].owner,
+    )
+    result = send_email_batch(
+        step, campaign_name=HANDOFF_CAMPAIGN, lead_ids=lead_ids, settings=settings, actor=actor, logger=logger
+    )
+    return result.sent, result.claimed - result.sent
 
 
 def sign_body(body: bytes, *, key: str, timestamp: int) -> str:

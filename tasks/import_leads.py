@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from tasks.list_values import InvalidFlag, clean_text, parse_flag
 from tasks.rejects_file import RejectsFile
 from tasks.seen_addresses import SeenAddresses
 from tasks.stages import record_stage_change
+from tasks.suppression import mark_listed_leads
 
 CHUNK_ROWS = 1000
 """Rows merged and written per database round trip; memory per chunk stays small."""
@@ -350,6 +351,8 @@ def import_leads(
 
         def flush_chunk() -> None:
             _write_chunk(chunk, session=session, summary=summary, seen=seen, actor=actor)
+            # Addresses on the suppression list (unsubscribed, bounced, erased) stay suppressed when imported again.
+            mark_listed_leads(session=session, emails=list(chunk), at=now())
             chunk.clear()
             if not dry_run:
                 session.commit()

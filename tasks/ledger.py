@@ -1,22 +1,26 @@
-"""The email ledger: claim a key before sending, record the outcome after.
+"""The email ledger: claim a key before sending, mark it handed over, record the outcome.
 
-A key is (campaign, lead, step). Claiming inserts the row in status `sending`, or
-takes back a row whose earlier attempt is known not to have been delivered
-(`deferred`, `failed`). The database's unique constraint decides races: of two
-runs claiming the same key, only one gets it back from the claim.
+A key is (campaign, lead, step). A worker claims a batch of keys in one commit
+(status `queued`), then for each message commits `sending` just before the SMTP
+transaction and the outcome just after it. So at any moment a worker has at
+most one row whose outcome is unknown. Claiming inserts the row, or takes back a row
+that was not delivered (`failed`, `released`, or `deferred` once its backoff has
+passed and while it has attempts left). The database's unique constraint decides
+races: of two workers claiming the same key, only one gets it back from the claim.
+See docs/delivery.md for the whole protocol.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from models import RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
+from models import Campaign, EmailSend, SendStatus
 from tasks.render_email import make_message_id
 
 
@@ -35,6 +39,8 @@ class Outcome:
     at: datetime
     error: str | None = None
     smtp_code: int | None = None
+    next_attempt_at: datetime | None = None
+    """Deferred sends only: the wall-clock time before which no claim takes the key again."""
 
 
 def get_or_create_campaign(*, session: Session, kind: str, name: str) -> tuple[Campaign, bool]:
@@ -48,13 +54,28 @@ def get_or_create_campaign(*, session: Session, kind: str, name: str) -> tuple[C
     return campaign, True
 
 
-def _insert_for(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
+    """Return the INSERT construct of the session's dialect, which has ON CONFLICT."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert
     if dialect == "sqlite":
         return sqlite.insert
     raise NotImplementedError(f"the email ledger supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _claimable(table: Any, *, ready_at: datetime, max_attempts: int) -> Any:
+    """Match ledger rows that a new claim may take back."""
+    # Plain comparisons: an IN list cannot be expanded inside an executemany.
+    return or_(
+        table.c.status == SendStatus.FAILED.value,
+        table.c.status == SendStatus.RELEASED.value,
+        and_(
+            table.c.status == SendStatus.DEFERRED.value,
+            table.c.attempts < max_attempts,
+            or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= ready_at),
+        ),
+    )
 
 
 def claim_sends(
@@ -64,12 +85,18 @@ def claim_sends(
     lead_ids: list[int],
     step: str,
     actor: str,
+    owner: str,
     at: datetime,
+    wall_time: datetime,
     domain: str,
+    max_attempts: int,
 ) -> list[Claim]:
-    """Claim the keys of `lead_ids` for this run and return the ones it got.
+    """Claim the keys of `lead_ids` as `queued` for the worker `owner` and return the ones it got.
 
-    A key already `sent`, `sending`, `bounced` or `ambiguous` is left alone and not returned.
+    `at` is the flow's time, stored as the creation time of new rows. `wall_time`
+    is the real current time. It is stored as the claim time, from which later
+    launches judge whether `owner` is alive, and it decides which deferred sends are due.
+    A key in any other state than the claimable ones is left alone and not returned.
     """
     if not lead_ids:
         return []
@@ -78,32 +105,34 @@ def claim_sends(
             "campaign_id": campaign.id,
             "lead_id": lead_id,
             "step": step,
-            "status": SendStatus.SENDING.value,
+            "status": SendStatus.QUEUED.value,
             "message_id": make_message_id(
                 campaign_public_id=campaign.public_id, lead_id=lead_id, step=step, domain=domain
             ),
             "attempts": 1,
             "claimed_by": actor,
+            "owner": owner,
             "created_at": at,
-            "claimed_at": at,
+            "claimed_at": wall_time,
         }
         for lead_id in lead_ids
     ]
-    insert = _insert_for(session)
+    insert = dialect_insert(session)
     table = EmailSend.__table__  # type: ignore[attr-defined]
     statement = insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=["campaign_id", "lead_id", "step"],
         set_={
-            "status": SendStatus.SENDING.value,
+            "status": SendStatus.QUEUED.value,
             "attempts": table.c.attempts + 1,
             "claimed_by": actor,
-            "claimed_at": at,
+            "owner": owner,
+            "claimed_at": wall_time,
+            "next_attempt_at": None,
             "error": None,
             "smtp_code": None,
         },
-        # Plain comparisons: an IN list cannot be expanded inside an executemany.
-        where=or_(*(table.c.status == status.value for status in sorted(RETRYABLE_STATUSES))),
+        where=_claimable(table, ready_at=wall_time, max_attempts=max_attempts),
     ).returning(table.c.id, table.c.lead_id, table.c.message_id, table.c.attempts)
 
     # SQLAlchemy sends the rows as multi-row INSERTs; RETURNING yields only the rows
@@ -115,6 +144,32 @@ def claim_sends(
     ]
 
 
+def mark_handed_over(*, session: Session, ledger_id: int, owner: str, wall_time: datetime) -> bool:
+    """Move one queued row of `owner` to `sending`; return False when the row is no longer this worker's to send."""
+    result = session.execute(
+        update(EmailSend)
+        .where(
+            col(EmailSend.id) == ledger_id,
+            col(EmailSend.status) == SendStatus.QUEUED.value,
+            col(EmailSend.owner) == owner,
+        )
+        .values(status=SendStatus.SENDING.value, claimed_at=wall_time)
+    )
+    return (result.rowcount or 0) == 1
+
+
+def release_queued(*, session: Session, ledger_ids: list[int], reason: str) -> int:
+    """Give queued rows back, never handed over, so the next claim takes them; return how many."""
+    if not ledger_ids:
+        return 0
+    result = session.execute(
+        update(EmailSend)
+        .where(col(EmailSend.id).in_(ledger_ids), col(EmailSend.status) == SendStatus.QUEUED.value)
+        .values(status=SendStatus.RELEASED.value, attempts=col(EmailSend.attempts) - 1, error=reason[:1000])
+    )
+    return result.rowcount or 0
+
+
 def record_outcomes(*, session: Session, outcomes: list[Outcome]) -> None:
     """Write the outcome of each claimed send in one statement per status kind."""
     rows = [
@@ -124,32 +179,12 @@ def record_outcomes(*, session: Session, outcomes: list[Outcome]) -> None:
             "sent_at": outcome.at if outcome.status is SendStatus.SENT else None,
             "error": (outcome.error or None) and outcome.error[:1000],
             "smtp_code": outcome.smtp_code,
+            "next_attempt_at": outcome.next_attempt_at,
         }
         for outcome in outcomes
     ]
     if rows:
         session.execute(update(EmailSend), rows)
-
-
-def mark_stale_sends_ambiguous(
-    *, session: Session, campaign: Campaign, step: str, at: datetime, lease: timedelta
-) -> int:
-    """Mark `sending` rows older than `lease` as ambiguous and return how many.
-
-    Such a row belongs to a run that died while handing the message over, so the
-    server may or may not have it. An operator decides; leadflow does not resend it.
-    """
-    result = session.execute(
-        update(EmailSend)
-        .where(
-            col(EmailSend.campaign_id) == campaign.id,
-            col(EmailSend.step) == step,
-            col(EmailSend.status) == SendStatus.SENDING.value,
-            col(EmailSend.claimed_at) < at - lease,
-        )
-        .values(status=SendStatus.AMBIGUOUS.value, error="the run that was sending it stopped before recording the outcome")
-    )
-    return result.rowcount or 0
 
 
 def count_by_status(*, session: Session, campaign: Campaign, step: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from tasks.csv_rows import find_column, open_csv_rows
 from tasks.email_address import InvalidEmailAddress, normalize_email
 from tasks.list_columns import map_columns
 from tasks.stages import record_stage_change
+from tasks.suppression import mark_listed_leads
 
 MAX_TRIAL_DAYS = 365
 
@@ -92,6 +93,9 @@ def record_trial_signup(
                 reason=f"created by a trial sign-up from {source}", actor=actor, created_at=started_at,
             )
         )
+        # An erased or unsubscribed address that signs up again keeps its suppression.
+        if mark_listed_leads(session=session, emails=[address], at=started_at):
+            session.refresh(lead)
     if lead.id is None:
         raise RuntimeError("the database returned no id for the new lead")
 

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from models import Lead
+from models import Lead, SuppressionReason
+from tasks.suppression import suppress_leads
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ def unsubscribe_lead(lead_id: int, *, session: Session, at: datetime) -> Unsubsc
     """Mark lead `lead_id` unsubscribed at `at`, so that no campaign emails it again.
 
     The audience queries and the send-time checks exclude every lead with
-    `unsubscribed_at` set. A second call keeps the first time and changes nothing.
+    `unsubscribed_at` set, and the address goes on the suppression list. A second call keeps the first time and changes nothing.
     The stage stays as it is, because unsubscribing is not a step of the funnel.
     """
     lead = session.get(Lead, lead_id)
@@ -33,7 +34,7 @@ def unsubscribe_lead(lead_id: int, *, session: Session, at: datetime) -> Unsubsc
     if lead.unsubscribed_at is not None:
         return UnsubscribeResult(lead_id, found=True, changed=False, unsubscribed_at=lead.unsubscribed_at)
 
-    lead.unsubscribed_at = at
-    lead.updated_at = at
-    session.add(lead)
+    # The suppression list keeps the address hash, so a later import or an erasure
+    # of the lead cannot bring the address back into a campaign.
+    suppress_leads(session=session, leads=[lead], reason=SuppressionReason.UNSUBSCRIBE, note="unsubscribed", at=at)
     return UnsubscribeResult(lead_id, found=True, changed=True, unsubscribed_at=at)

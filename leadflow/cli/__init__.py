@@ -8,6 +8,7 @@ import typer
 
 from leadflow.cli.campaigns import campaign_app
 from leadflow.cli.common import error_console
+from leadflow.cli.deliveries import register as register_delivery_commands
 from leadflow.cli.demo import demo
 from leadflow.cli.leads import leads_app
 from leadflow.cli.review import review_app, sales_app, surveys_app
@@ -36,6 +37,7 @@ app.add_typer(server_app, name="server")
 app.command("demo")(demo)
 app.command("serve")(serve_command)
 app.command("web")(web_command)
+register_delivery_commands(app)
 
 
 def main() -> None:

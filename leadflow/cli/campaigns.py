@@ -43,10 +43,12 @@ def print_campaign_summary(summary: CampaignSummary, ui_url: str | None) -> None
     else:
         rows += [
             ("sent now", run.sent),
-            ("deferred", run.deferred),
-            ("bounced", run.bounced),
+            ("deferral replies, retried with backoff", run.deferred),
+            ("still deferred", summary.still_deferred),
+            ("bounced, now suppressed", run.bounced),
+            ("on the suppression list at send time", run.suppressed),
             ("failed", run.failed),
-            ("ambiguous", run.ambiguous),
+            ("ambiguous (leadflow deliveries ambiguous)", run.ambiguous + summary.recovered_ambiguous),
         ]
     for label, count in rows:
         table.add_row(label, f"{count:,}")

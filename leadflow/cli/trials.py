@@ -133,7 +133,8 @@ def followups_run(
     console.print(
         f"Survey follow-up at {result.at:%Y-%m-%d %H:%M} UTC: {result.due:,} due, {result.already_handled:,} handled before; "
         + (f"{run.rendered:,} rendered (dry run)" if dry_run else
-           f"{run.sent:,} sent, {run.deferred:,} deferred, {run.bounced:,} bounced, {run.failed:,} failed, {run.ambiguous:,} ambiguous")
+           f"{run.sent:,} sent, {result.still_deferred:,} still deferred, {run.bounced:,} bounced, {run.suppressed:,} suppressed, "
+           f"{run.failed:,} failed, {run.ambiguous + result.recovered_ambiguous:,} ambiguous")
     )
     if not dry_run:
         console.print(f"Emails went to {result.destination}. Runs: {ui_url}/runs")

@@ -72,3 +72,48 @@ def test_signup_times_match_sqlite(postgresql_engine: Engine, tmp_path: Path) ->
         assert started.utcoffset() == timedelta(0)
         assert ends - started == timedelta(days=7)
     assert from_postgresql["ann@example.com"][0] == datetime(2026, 3, 29, 21, 30, 45, tzinfo=UTC)
+
+
+def claim_on(engine: Engine, lead_ids: list[int], owner: str) -> list[int]:
+    from leadflow.clock import wall_clock
+    from tasks.ledger import claim_sends, get_or_create_campaign
+
+    with Session(engine) as session:
+        campaign, _ = get_or_create_campaign(session=session, kind="trial-invite", name="spring")
+        claims = claim_sends(
+            session=session, campaign=campaign, lead_ids=lead_ids, step="trial-invite", actor="test", owner=owner,
+            at=wall_clock(), wall_time=wall_clock(), domain="example.com", max_attempts=3,
+        )
+        session.commit()
+    return [item.lead_id for item in claims]
+
+
+def test_ledger_claim_on_postgresql(postgresql_engine: Engine) -> None:
+    from models import EmailSend, SendStatus
+    from tasks.ledger import Outcome, record_outcomes
+
+    upgrade_database(postgresql_engine)
+    with Session(postgresql_engine) as session:
+        leads = [Lead(email=f"lead{number}@example.com") for number in range(4)]
+        session.add_all(leads)
+        session.commit()
+        lead_ids = [lead.id for lead in leads if lead.id is not None]
+
+    first = claim_on(postgresql_engine, lead_ids[:3], "worker-1")
+    second = claim_on(postgresql_engine, lead_ids, "worker-2")
+    with Session(postgresql_engine) as session:
+        rows = list(session.exec(select(EmailSend).order_by(EmailSend.lead_id)))
+        record_outcomes(
+            session=session,
+            outcomes=[Outcome(rows[0].id or 0, SendStatus.DEFERRED, rows[0].created_at), Outcome(rows[1].id or 0, SendStatus.SENT, rows[1].created_at)],
+        )
+        session.commit()
+    third = claim_on(postgresql_engine, lead_ids, "worker-3")
+
+    assert first == lead_ids[:3]
+    assert second == [lead_ids[3]]
+    assert third == [lead_ids[0]]
+    with Session(postgresql_engine) as session:
+        owners = {row.lead_id: (row.owner, row.status, row.attempts) for row in session.exec(select(EmailSend))}
+    assert owners[lead_ids[0]] == ("worker-3", SendStatus.QUEUED, 2)
+    assert owners[lead_ids[1]] == ("worker-1", SendStatus.SENT, 1)
