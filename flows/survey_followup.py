@@ -15,6 +15,7 @@ from models import session_scope
 from tasks.audience import count_due, lead_gets_survey, select_lead_batch, survey_conditions
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_survey
+from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import get_or_create_campaign, mark_stale_sends_ambiguous
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 
@@ -139,6 +140,7 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
     create_markdown_artifact(
         _summary_markdown(summary), key="survey-followup-last-run", description="Summary of the last survey follow-up"
     )
+    publish_funnel_artifact()
     logger.info(
         "survey follow-up done: %s sent, %s deferred, %s bounced, %s failed, %s ambiguous",
         f"{totals.sent:,}", f"{totals.deferred:,}", f"{totals.bounced:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}",

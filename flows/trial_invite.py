@@ -18,6 +18,7 @@ from models import Campaign, session_scope
 from tasks.audience import count_invite_audience, invite_conditions, lead_is_invitable, select_lead_batch
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
+from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import count_by_status, get_or_create_campaign, mark_stale_sends_ambiguous
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 
@@ -229,6 +230,7 @@ def trial_invite(
     create_markdown_artifact(
         _summary_markdown(summary), key=_artifact_key(name), description=f"Summary of trial-invite/{name}"
     )
+    publish_funnel_artifact()
     logger.info(
         "%s %s: %s sent, %s deferred, %s bounced, %s failed, %s ambiguous, %s handled before",
         "dry run of" if dry_run else "finished", name, f"{totals.sent:,}", f"{totals.deferred:,}",

@@ -9,6 +9,7 @@ import typer
 from leadflow.cli.campaigns import campaign_app
 from leadflow.cli.common import error_console
 from leadflow.cli.demo import demo
+from leadflow.cli.funnel import funnel
 from leadflow.cli.leads import leads_app
 from leadflow.cli.review import review_app, sales_app, surveys_app
 from leadflow.cli.server import serve_command, server_app
@@ -33,6 +34,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(sales_app, name="sales")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
+app.command("funnel")(funnel)
 app.command("serve")(serve_command)
 
 
