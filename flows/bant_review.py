@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, create_model
 from leadflow.clock import now
 from leadflow.settings import get_settings
 from models import session_scope
+from tasks.funnel import publish_funnel_artifact
 from tasks.handoff import assign_owners, email_owners, notify_crm, sqls_without_handoff
 from tasks.review import (
     Candidate,
@@ -202,6 +203,7 @@ def bant_review(review_timeout_minutes: float | None = None) -> ReviewSummary:
     summary.crm_sent = handoff["crm_sent"]
     summary.crm_failed = handoff["crm_failed"]
     create_markdown_artifact(_summary_markdown(summary), key="bant-review-last-run", description="Summary of the last BANT review")
+    publish_funnel_artifact()
     return summary
 
 

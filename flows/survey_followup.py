@@ -16,6 +16,7 @@ from tasks.audience import count_due, lead_gets_survey, select_lead_batch, surve
 from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_survey
+from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import count_by_status, get_or_create_campaign
 from tasks.recovery import recover_abandoned_sends
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
@@ -167,6 +168,7 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
     create_markdown_artifact(
         _summary_markdown(summary), key="survey-followup-last-run", description="Summary of the last survey follow-up"
     )
+    publish_funnel_artifact()
     logger.info(
         "survey follow-up done: %s sent, %s still deferred, %s bounced, %s failed, %s ambiguous",
         f"{totals.sent:,}", f"{still_deferred:,}", f"{totals.bounced:,}", f"{totals.failed:,}", f"{totals.ambiguous:,}",

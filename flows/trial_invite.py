@@ -22,6 +22,7 @@ from tasks.audience import count_invite_audience, invite_conditions, lead_is_inv
 from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
+from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import count_by_status, get_or_create_campaign
 from tasks.recovery import Recovered, recover_abandoned_sends
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
@@ -257,6 +258,7 @@ def trial_invite(
     create_markdown_artifact(
         _summary_markdown(summary), key=_artifact_key(name), description=f"Summary of trial-invite/{name}"
     )
+    publish_funnel_artifact()
     logger.info(
         "%s %s: %s sent, %s still deferred, %s bounced, %s suppressed at send time, %s failed, %s ambiguous, "
         "%s handled before",

@@ -10,6 +10,7 @@ from leadflow.cli.campaigns import campaign_app
 from leadflow.cli.common import error_console
 from leadflow.cli.deliveries import register as register_delivery_commands
 from leadflow.cli.demo import demo
+from leadflow.cli.funnel import funnel
 from leadflow.cli.leads import leads_app
 from leadflow.cli.review import review_app, sales_app, surveys_app
 from leadflow.cli.server import serve_command, server_app
@@ -35,6 +36,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(sales_app, name="sales")
 app.add_typer(server_app, name="server")
 app.command("demo")(demo)
+app.command("funnel")(funnel)
 app.command("serve")(serve_command)
 app.command("web")(web_command)
 register_delivery_commands(app)

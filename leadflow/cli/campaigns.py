@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -71,12 +72,22 @@ def campaign_name(name: str) -> str:
     return normalize_campaign_name(name)
 
 
+def _launch_progress(settings: Settings, name: str, limit: int | None, dry_run: bool) -> AbstractContextManager[None]:
+    from flows.trial_invite import STEP
+    from leadflow.cli.progress import bar_enabled, count_invites_to_send, ledger_progress
+
+    if dry_run or not bar_enabled():
+        return nullcontext()
+    total = count_invites_to_send(settings, name, limit)
+    return ledger_progress(kind=STEP, name=name, step=STEP, total=total, label=f"sending trial-invite/{name}")
+
+
 def launch_campaign(settings: Settings, name: str, limit: int | None, dry_run: bool) -> CampaignSummary:
     from flows.trial_invite import trial_invite
 
     name = campaign_name(name)
 
-    with prefect_api(settings) as ui_url:
+    with prefect_api(settings) as ui_url, _launch_progress(settings, name, limit, dry_run):
         state = trial_invite(name=name, limit=limit, dry_run=dry_run, return_state=True)
         result: Any = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):

@@ -1,4 +1,4 @@
-"""`leadflow leads`: import mailing lists."""
+"""`leadflow leads`: import mailing lists and show one lead."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from leadflow.cli.common import console, error_console
 if TYPE_CHECKING:
     from tasks.import_leads import ImportSummary
 
-leads_app = typer.Typer(help="Import mailing lists.", no_args_is_help=True)
+leads_app = typer.Typer(help="Import mailing lists and show one lead's timeline.", no_args_is_help=True)
 
 
 def print_import_summary(summary: ImportSummary, rejects_path: Path | None = None) -> None:
@@ -125,3 +125,13 @@ def leads_import(
         file, customer_if or [], dry_run, columns=column, encoding=encoding, delimiter=delimiter, rejects=rejects
     )
     print_import_summary(summary, rejects)
+
+
+@leads_app.command("show")
+def leads_show(
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="Address of the lead; case and surrounding spaces are ignored.")],
+) -> None:
+    """Show one lead: stage history with the flow run behind each change, emails, survey answers, BANT explanation."""
+    from leadflow.cli.lead_timeline import show_lead
+
+    show_lead(email)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from leadflow.cli import app
 from leadflow.errors import LeadflowError
 from leadflow.settings import Settings, get_settings
-from models import Lead, session_scope
+from models import EmailSend, Lead, session_scope
 from tests.conftest import SmtpServer
 
 runner = CliRunner()
@@ -183,8 +183,11 @@ def test_demo_rebuilds_its_own_folder(settings: Settings) -> None:
     output = invoke("demo", "--leads", "20")
 
     demo_folder = settings.data_dir / "demo"
+    with session_scope(f"sqlite:///{demo_folder / 'leadflow.db'}") as session:
+        sent = session.exec(select(EmailSend).where(EmailSend.status == "sent")).all()
     assert "read 22 rows: 20 imported" in output
-    assert len(list((demo_folder / "outbox").glob("*.eml"))) == 20 - _demo_customers(demo_folder)
+    assert len(list((demo_folder / "outbox").glob("*.eml"))) == len(sent)
+    assert sum(1 for send in sent if send.step == "trial-invite") == 20 - _demo_customers(demo_folder)
     assert not settings.resolved_outbox_dir.exists()
     assert not Path(settings.resolved_database_url.removeprefix("sqlite:///")).exists()
 
