@@ -120,7 +120,7 @@ def review_borderline_leads(lead_ids: list[int], count: int, timeout_seconds: in
             if recorded:
                 counts["qualified" if decision is Decision.QUALIFY else "disqualified"] += 1
     logger.info(
-        "reviewer %s qualified %d, disqualified %d, left %d for later",
+        "reviewer %r qualified %d, disqualified %d, left %d for later",
         reviewer, counts["qualified"], counts["disqualified"], counts["later"],
     )
     return counts

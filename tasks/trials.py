@@ -102,7 +102,7 @@ def record_trial_signup(
     if lead.trial_started_at is not None:
         return SignupResult(
             SignupOutcome.ALREADY_STARTED, lead.id, lead.trial_ends_at,
-            _due_if_pending(lead, offset_hours), f"trial recorded before, started {lead.trial_started_at.isoformat()}",
+            _due_if_pending(lead, offset_hours), f"the trial started {lead.trial_started_at:%Y-%m-%d %H:%M} UTC",
         )
     blocker = _signup_blocker(lead)
     if blocker:

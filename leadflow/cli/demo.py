@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -114,7 +116,8 @@ def _print_where_to_look(folder: Path, database_url: str, ui_url: str, rows: lis
     console.print(f"Funnel chart: {chart}")
     console.print(f"The emails, one .eml file each: {settings.resolved_outbox_dir}")
     console.print(f"The flow runs, their logs and the funnel artifact: {ui_url}/runs (the demo-month run and its sub-runs)")
-    prefix = f"LEADFLOW_DATABASE_URL={database_url}"
+    # The full path of this command, so the suggestions also work where .venv/bin is not on PATH.
+    prefix = f"LEADFLOW_DATABASE_URL={database_url} {Path(sys.argv[0]).resolve()}"
     if example:
-        console.print(f"One SQL's whole story: {prefix} leadflow leads show {example}", markup=False, highlight=False)
-    console.print(f"The funnel again: {prefix} leadflow funnel --chart funnel.svg", markup=False, highlight=False)
+        console.print(f"One SQL's whole story: {prefix} leads show {example}", markup=False, highlight=False)
+    console.print(f"The funnel again: {prefix} funnel --chart funnel.svg", markup=False, highlight=False)

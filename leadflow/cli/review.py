@@ -92,7 +92,8 @@ def sales_queue(
         return
     table = Table(title="Sales queue: SQLs, most qualified first")
     for column in ("lead", "company", "score", "owner", "why"):
-        table.add_column(column, justify="right" if column == "score" else "left")
+        # Fold long cells instead of cutting them, so a narrow terminal or a pipe keeps whole addresses.
+        table.add_column(column, justify="right" if column == "score" else "left", overflow="fold")
     for lead, review, handoff in rows:
         score = ScoreResult.model_validate(review.explanation)
         reasons = ", ".join(f"{item.name} {'pass' if item.passed else 'fail'}" for item in score.criteria)

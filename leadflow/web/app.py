@@ -42,6 +42,7 @@ _TOKEN_IN_PATH = re.compile(r"^/(survey|unsubscribe)/[^/]+")
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for `settings`: the survey and unsubscribe pages and the intake webhooks."""
     from leadflow.web.pages import router as pages_router
+    from leadflow.web.trial import router as trial_router
     from leadflow.web.webhooks import router as webhooks_router
 
     app = FastAPI(
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.page_environment = page_environment(settings.templates_dir)
     app.include_router(pages_router)
+    app.include_router(trial_router)
     app.include_router(webhooks_router)
     _describe_survey_form(app, load_rules(settings.rules_file))
     app.add_exception_handler(InvalidToken, _invalid_link)

@@ -75,7 +75,7 @@ async def receive_trial_signup(request: Request, background_tasks: BackgroundTas
     response, result = await run_in_threadpool(_record_once, settings, TRIAL_SIGNUP, event.event_id, body, record)
     started = (SignupOutcome.STARTED.value, SignupOutcome.CREATED.value)
     if result is not None and result.outcome in started and result.survey_due_at is not None:
-        background_tasks.add_task(_schedule_survey, settings, result.survey_due_at)
+        background_tasks.add_task(schedule_survey_quietly, settings, result.survey_due_at)
     return response
 
 
@@ -166,7 +166,7 @@ def _duplicate(earlier: WebhookEvent, digest: str) -> JSONResponse:
     return JSONResponse(content)
 
 
-def _schedule_survey(settings: Settings, due: datetime) -> None:
+def schedule_survey_quietly(settings: Settings, due: datetime) -> None:
     """Schedule the survey run of a new sign-up, best effort: the hourly run and `leadflow serve` catch up."""
     from tasks.followup_schedule import schedule_on_available_server
 

@@ -39,7 +39,7 @@ def test_schema_operations_never_answer_5xx(app: FastAPI, settings: Settings) ->
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {operation.path for operation in operations} == {
-        "/survey/{token}", "/unsubscribe/{token}", "/webhooks/trial-signups", "/webhooks/survey-responses",
+        "/survey/{token}", "/unsubscribe/{token}", "/trial", "/webhooks/trial-signups", "/webhooks/survey-responses",
     }
 
     statuses: set[int] = set()
