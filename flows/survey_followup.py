@@ -17,7 +17,7 @@ from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_survey
 from tasks.funnel import publish_funnel_artifact
-from tasks.ledger import count_by_status, get_or_create_campaign
+from tasks.ledger import count_deferred, get_or_create_campaign
 from tasks.recovery import recover_abandoned_sends
 from tasks.send import BatchResult, EmailStep, retry_when_server_unavailable, send_email_batch
 from tasks.stages import current_actor
@@ -154,9 +154,18 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
         )
         with session_scope() as session:
             stored = session.get(Campaign, campaign_id)
-            # NOTE: every survey email shares one campaign, so this also counts sends that ran out of
-            # attempts in earlier runs, and such a send keeps `followups run` exiting with code 1.
-            still_deferred = count_by_status(session=session, campaign=stored, step=STEP).get("deferred", 0) if stored else 0
+            # Every survey email shares one campaign, so only sends a later run still retries count
+            # as deferred; one that used up its attempts would otherwise fail every later run.
+            still_deferred, gave_up = (
+                count_deferred(session=session, campaign=stored, step=STEP, max_attempts=settings.max_send_attempts)
+                if stored
+                else (0, 0)
+            )
+        if gave_up:
+            logger.warning(
+                "%d survey emails were deferred %d times and are not retried again; they stay deferred in the ledger",
+                gave_up, settings.max_send_attempts,
+            )
     else:
         still_deferred = 0
 

@@ -195,3 +195,17 @@ def count_by_status(*, session: Session, campaign: Campaign, step: str) -> dict[
         .group_by(EmailSend.status)
     )
     return {status: count for status, count in session.exec(statement)}
+
+
+def count_deferred(*, session: Session, campaign: Campaign, step: str, max_attempts: int) -> tuple[int, int]:
+    """Return (deferred sends a later run still retries, deferred sends that used up all `max_attempts`)."""
+    statement = select(
+        func.count().filter(col(EmailSend.attempts) < max_attempts),
+        func.count().filter(col(EmailSend.attempts) >= max_attempts),
+    ).where(
+        col(EmailSend.campaign_id) == campaign.id,
+        col(EmailSend.step) == step,
+        col(EmailSend.status) == SendStatus.DEFERRED.value,
+    )
+    retryable, exhausted = session.exec(statement).one()
+    return retryable, exhausted

@@ -161,3 +161,25 @@ def test_release_gives_back_the_attempt(settings: Settings) -> None:
     assert {(row.status, row.attempts) for row in ledger_rows()} == {(SendStatus.RELEASED, 0)}
     assert claim(lead_ids, "worker-2") == lead_ids
     assert {row.attempts for row in ledger_rows()} == {1}
+
+
+def test_count_deferred_splits_exhausted(settings: Settings) -> None:
+    from tasks.ledger import count_deferred
+
+    lead_ids = make_leads(3)
+    with session_scope() as session:
+        campaign, _ = get_or_create_campaign(session=session, kind="survey-followup", name="survey")
+        for number, (lead_id, attempts, status) in enumerate(
+            [(lead_ids[0], 2, SendStatus.DEFERRED), (lead_ids[1], 5, SendStatus.DEFERRED), (lead_ids[2], 5, SendStatus.SENT)]
+        ):
+            session.add(
+                EmailSend(
+                    campaign_id=campaign.id, lead_id=lead_id, step="survey", status=status.value,
+                    message_id=f"<m{number}@example.com>", attempts=attempts,
+                )
+            )
+        session.flush()
+
+        retryable, exhausted = count_deferred(session=session, campaign=campaign, step="survey", max_attempts=5)
+
+    assert (retryable, exhausted) == (1, 1)
