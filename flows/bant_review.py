@@ -148,8 +148,8 @@ def bant_review(review_timeout_minutes: float | None = None) -> ReviewSummary:
     """Score every `sal` lead with survey answers and no decision, and act on the score.
 
     Clear passes become `sql` and clear fails `disqualified`, with the reason. The
-    borderline leads wait for a person in a Prefect UI form; a form not answered
-    within the timeout leaves them `sal` for the next run. Every new SQL gets an
+    borderline leads wait for a person in a Prefect UI form. If nobody submits it
+    within the timeout, they stay `sal` for the next run. Every new SQL gets an
     owner, an email to that owner and, where configured, a signed CRM POST.
 
     Args:

@@ -93,7 +93,7 @@ def _run_name() -> str:
 def survey_followup(now: datetime | None = None, dry_run: bool = False) -> FollowupSummary:
     """Send the survey email to every `mql` lead whose trial ends within `LEADFLOW_SURVEY_OFFSET_HOURS`.
 
-    Each lead gets it once, through the email ledger; a run at any later time
+    Each lead gets it once, through the email ledger. A run at any later time
     sends the ones whose due time passed while nothing was running.
 
     Args:
@@ -154,8 +154,8 @@ def survey_followup(now: datetime | None = None, dry_run: bool = False) -> Follo
         )
         with session_scope() as session:
             stored = session.get(Campaign, campaign_id)
-            # Every survey email shares one campaign, so only sends a later run still retries count
-            # as deferred; one that used up its attempts would otherwise fail every later run.
+            # Every survey email shares one campaign. Only sends that a later run still retries count
+            # as deferred, because one that used up its attempts would otherwise fail every later run.
             still_deferred, gave_up = (
                 count_deferred(session=session, campaign=stored, step=STEP, max_attempts=settings.max_send_attempts)
                 if stored

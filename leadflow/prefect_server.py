@@ -150,7 +150,7 @@ def _is_prefect_server(pid: int) -> bool:
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        # No /proc (macOS): trust the recorded id only while the server still answers.
+        # No /proc (macOS): the id cannot be checked, so no signal is sent and the server must be stopped by hand.
         return False
     return b"prefect" in command and b"server" in command
 

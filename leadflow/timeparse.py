@@ -26,7 +26,7 @@ def parse_time(text: str, *, naive_zone: ZoneInfo | None = None) -> datetime:
     A time with an offset (`2026-03-29T13:30:45-08:00`, or `Z` for UTC) is converted.
     A time without one is read in `naive_zone` when given, and rejected otherwise,
     because guessing a zone would shift every trial by hours. A naive time that a
-    daylight-saving change skips (02:30 on a spring-forward night) is rejected; one
+    daylight-saving change skips (02:30 on a spring-forward night) is rejected. One
     that it repeats takes the first of the two moments.
     """
     value = text.strip()

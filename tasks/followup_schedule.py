@@ -36,7 +36,7 @@ class ScheduleReport:
     scheduled: list[datetime] = field(default_factory=list)
     """Slot times that now have a scheduled run (new or existing)."""
     error: str | None = None
-    """Why scheduling stopped, when it did; the due emails still go out at the next run."""
+    """Reason scheduling stopped, or None. The due emails still go out at the next run."""
 
 
 def slots_for(due_times: Iterable[datetime], *, at: datetime, slot_minutes: int) -> list[datetime]:

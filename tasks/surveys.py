@@ -28,7 +28,7 @@ class SurveyOutcome(StrEnum):
     UPDATED = "updated"
     """A later response before the review: the answers replace the earlier ones."""
     REJECTED = "rejected"
-    """Nothing stored; `reason` says why."""
+    """Nothing stored; `reason` gives the cause."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What every command module shares: the consoles, the settings and the Prefect API in use."""
+"""Helpers shared by every command module: the consoles, the settings and the Prefect API in use."""
 
 from __future__ import annotations
 
