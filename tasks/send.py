@@ -169,11 +169,11 @@ def send_email_batch(
 
     result.claimed = len(claims)
     result.not_claimed = len(lead_ids) - len(claims) - result.suppressed
-    _deliver_claims(step, claims, leads, settings=settings, owner=owner, logger=logger, result=result)  # type: ignore[arg-type]
+    deliver_claims(step, claims, leads, settings=settings, owner=owner, logger=logger, result=result)  # type: ignore[arg-type]
     return result
 
 
-def _deliver_claims(
+def deliver_claims(
     step: EmailStep,
     claims: list[Claim],
     leads: dict[int, Lead],
@@ -183,6 +183,11 @@ def _deliver_claims(
     logger: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
     result: BatchResult,
 ) -> None:
+    """Render and hand over each claimed send, recording its outcome in the ledger and counting it in `result`.
+
+    `leads` maps each claim's lead id to its lead. Raises `MailServerUnavailable`
+    after releasing the claims not yet handed over.
+    """
     pacer = Pacer(settings.send_rate_per_second)
     with connection_slot(settings), open_mailer(settings) as mailer:
         for index, claim in enumerate(claims):
