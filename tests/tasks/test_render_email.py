@@ -5,23 +5,34 @@ from __future__ import annotations
 import email
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from leadflow.errors import TemplateRenderError
 from leadflow.settings import Settings
 from models import Lead
 from tasks.emails import email_environment, render_trial_invite, unsubscribe_url
-from tasks.render_email import build_message, get_environment, make_message_id, render_email, serialize_message
+from tasks.render_email import (
+    RenderedEmail,
+    build_message,
+    compose_message,
+    get_environment,
+    make_message_id,
+    render_email,
+    serialize_message,
+    single_line,
+)
 
 MOMENT = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 
 
 def invite_for(lead: Lead, settings: Settings) -> EmailMessage:
     rendered = render_trial_invite(lead, campaign="spring", settings=settings, environment=email_environment(settings))
-    built = build_message(
+    built = compose_message(
         rendered,
         sender_name=settings.sender_name,
         sender_address=settings.sender_address,
@@ -31,7 +42,7 @@ def invite_for(lead: Lead, settings: Settings) -> EmailMessage:
         unsubscribe_url=unsubscribe_url(lead.id or 0, settings),
         date=MOMENT,
     )
-    parsed = email.message_from_bytes(serialize_message(built), policy=policy.default)
+    parsed = email.message_from_bytes(built.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -119,3 +130,86 @@ def test_missing_variable_fails_loudly(tmp_path: Path) -> None:
 
     assert "broken/body.txt" in str(caught.value)
     assert "discount_code" in str(caught.value)
+
+
+# Text without control characters other than line breaks and tabs, as in templates and lead fields.
+_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\u2028\u2029") | st.sampled_from("\n\t.= "))
+_NAMES = _TEXT.map(lambda value: value[:80])
+
+
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+
+
+def _display_name(data: bytes, header: str) -> str:
+    """Return the display name of an address header, decoding RFC 2047 words as the RFC specifies.
+
+    The `email` package's modern parser puts a space between two encoded words
+    of one display name when the header is folded between them; RFC 2047 and
+    mail clients join them. The legacy decoder follows the RFC.
+    """
+    raw = " ".join(str(email.message_from_bytes(data, policy=policy.compat32)[header]).split())
+    phrase = raw.rpartition(" <")[0]
+    if phrase.startswith("=?"):
+        return str(make_header(decode_header(phrase)))
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    return str(parsed[header].addresses[0].display_name)
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(subject=_TEXT.filter(lambda value: value.strip()), name=_NAMES, sender=_NAMES, text=_TEXT, html=_TEXT)
+def test_fast_builder_matches_email_package(subject: str, name: str, sender: str, text: str, html: str) -> None:
+    """compose_message and build_message give messages that parse back to the same headers and parts."""
+    arguments = {
+        "sender_name": sender,
+        "sender_address": "news@example.com",
+        "recipient_name": name,
+        "recipient_address": "ann.lee+tag@example.com",
+        "message_id": "<4f1c7a@example.com>",
+        "unsubscribe_url": "https://example.com/unsubscribe/v1.unsubscribe.7.abc",
+        "date": MOMENT,
+    }
+    rendered = RenderedEmail(subject=subject, text=text, html=html)
+    fast_bytes = compose_message(rendered, **arguments).data
+    fast = email.message_from_bytes(fast_bytes, policy=policy.default)
+    reference = email.message_from_bytes(serialize_message(build_message(rendered, **arguments)), policy=policy.default)
+
+    assert isinstance(fast, EmailMessage) and isinstance(reference, EmailMessage)
+    for header in ("Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"):
+        assert fast[header] == reference[header], header
+    assert fast["To"].addresses[0].addr_spec == "ann.lee+tag@example.com"
+    assert fast["From"].addresses[0].addr_spec == "news@example.com"
+    assert _display_name(fast_bytes, "To") == single_line(name)
+    assert _display_name(fast_bytes, "From") == single_line(sender)
+    assert fast.get_content_type() == "multipart/alternative"
+    assert _parts(fast) == _parts(reference)
+    assert not fast.defects and not any(part.defects for part in fast.walk())
+    # Seven-bit and within SMTP's line limit, so any server takes it without 8BITMIME.
+    assert fast_bytes.isascii()
+    assert max(len(line) for line in fast_bytes.split(b"\r\n")) <= 998
+    assert b"\n" not in fast_bytes.replace(b"\r\n", b"")
+
+
+def test_fast_builder_rejects_header_injection() -> None:
+    with pytest.raises(ValueError, match="cannot go in an email header"):
+        compose_message(
+            RenderedEmail(subject="Hi", text="x", html="x"),
+            sender_name="", sender_address="news@example.com", recipient_name="",
+            recipient_address="ann@example.com>\r\nBcc: victim@example.org", message_id="<m@example.com>",
+            unsubscribe_url=None, date=MOMENT,
+        )
+
+
+def test_encoded_lookalike_stays_literal() -> None:
+    literal = "=?utf-8?b?QWRtaW4=?="
+    data = compose_message(
+        RenderedEmail(subject=literal, text="x", html="x"),
+        sender_name=literal, sender_address="news@example.com", recipient_name="", recipient_address="ann@example.com",
+        message_id="<m@example.com>", unsubscribe_url=None, date=MOMENT,
+    ).data
+    parsed = email.message_from_bytes(data, policy=policy.default)
+
+    assert parsed["Subject"] == literal
+    assert _display_name(data, "From") == literal
