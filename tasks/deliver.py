@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -15,11 +16,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from leadflow.errors import ConfigurationError, DeliveryError
 from leadflow.settings import Settings
-from tasks.render_email import serialize_message
+from tasks.render_email import OutgoingMessage
 
 # Recipient rejections that mean the address does not exist or cannot take mail:
 # the lead should never be mailed again.
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 class MailServerUnavailable(DeliveryError):
@@ -34,7 +37,7 @@ class Mailer(Protocol):
 
     description: str
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None: ...
+    def send(self, message: OutgoingMessage | EmailMessage, *, sender: str, recipient: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -58,6 +61,10 @@ class _MailerBase:
         self.close()
 
 
+def _outgoing(message: OutgoingMessage | EmailMessage) -> OutgoingMessage:
+    return message if isinstance(message, OutgoingMessage) else OutgoingMessage.from_email(message)
+
+
 def outbox_file_name(message_id: str) -> str:
     """Name the .eml file after the Message-ID, so a message written twice is still one file."""
     core = message_id.strip("<>")
@@ -78,9 +85,10 @@ class FileOutbox(_MailerBase):
                 f"cannot create the outbox folder {folder}: {exc.strerror}; set LEADFLOW_OUTBOX_DIR to a writable folder"
             ) from exc
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
-        target = self.folder / outbox_file_name(str(message["Message-ID"]))
-        data = serialize_message(message)
+    def send(self, message: OutgoingMessage | EmailMessage, *, sender: str, recipient: str) -> None:
+        outgoing = _outgoing(message)
+        target = self.folder / outbox_file_name(outgoing.message_id)
+        data = outgoing.data
         # Write to a temporary file and rename it, so a crash never leaves half a message.
         try:
             descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".writing-", suffix=".eml")
@@ -172,8 +180,8 @@ class SmtpMailer(_MailerBase):
             finally:
                 self._connection = None
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
-        data = serialize_message(message)
+    def send(self, message: OutgoingMessage | EmailMessage, *, sender: str, recipient: str) -> None:
+        data = _outgoing(message).data
         # A connection the server closed while idle fails before any data goes out,
         # so one retry on a fresh connection cannot duplicate the message.
         for attempt in (1, 2):
@@ -202,6 +210,9 @@ class SmtpMailer(_MailerBase):
                     ) from exc
 
     def _transaction(self, connection: smtplib.SMTP, data: bytes, *, sender: str, recipient: str) -> None:
+        if connection.has_extn("pipelining"):
+            self._pipelined_transaction(connection, data, sender=sender, recipient=recipient)
+            return
         code, reply = connection.mail(sender)
         if code != 250:
             self._reset(connection)
@@ -215,6 +226,38 @@ class SmtpMailer(_MailerBase):
         except smtplib.SMTPDataError as exc:
             self._reset(connection)
             raise _rejection("DATA", exc.smtp_code, exc.smtp_error) from exc
+        if code != 250:
+            raise _rejection("end of DATA", code, reply)
+
+    def _pipelined_transaction(self, connection: smtplib.SMTP, data: bytes, *, sender: str, recipient: str) -> None:
+        """Send MAIL, RCPT and DATA in one write and read their three replies (RFC 2920).
+
+        Two round trips per message instead of four; the replies are judged
+        in order, so the outcome is the same as without pipelining.
+        """
+        connection.send(f"MAIL FROM:{_envelope(sender)}\r\nRCPT TO:{_envelope(recipient)}\r\nDATA\r\n".encode("ascii"))
+        mail_code, mail_reply = connection.getreply()
+        rcpt_code, rcpt_reply = connection.getreply()
+        data_code, data_reply = connection.getreply()
+        if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
+            # The server took DATA although the envelope failed: end it with an empty message.
+            connection.send(b".\r\n")
+            connection.getreply()
+        if mail_code != 250:
+            self._reset(connection)
+            raise _rejection("MAIL FROM", mail_code, mail_reply)
+        if rcpt_code not in (250, 251):
+            self._reset(connection)
+            raise _rejection("RCPT TO", rcpt_code, rcpt_reply, recipient_step=True)
+        if data_code != 354:
+            self._reset(connection)
+            raise _rejection("DATA", data_code, data_reply)
+        # The same dot-stuffing and final dot as smtplib's data(); the message already ends in CRLF.
+        body = _LEADING_DOT.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        connection.send(body + b".\r\n")
+        code, reply = connection.getreply()
         if code != 250:
             raise _rejection("end of DATA", code, reply)
 
@@ -232,6 +275,13 @@ class SmtpMailer(_MailerBase):
             except (smtplib.SMTPException, OSError):
                 pass
             self._drop_connection()
+
+
+def _envelope(address: str) -> str:
+    """Return `<address>` for MAIL and RCPT; smtplib's quoteaddr parses each address again, at a cost per message."""
+    if not address.isascii() or not address.isprintable() or any(character in address for character in " <>"):
+        raise DeliveryError(f"{address!r} is not a valid envelope address; fix it before sending", outcome="failed")
+    return f"<{address}>"
 
 
 def _rejection(step: str, code: int, reply: bytes | str, *, recipient_step: bool = False) -> DeliveryError:

@@ -65,6 +65,14 @@ class RecordingHandler:
     messages: list[bytes] = field(default_factory=list)
     recipient_replies: dict[str, str] = field(default_factory=dict)
     """Address to SMTP reply, for example {"gone@example.com": "550 5.1.1 no such user"}."""
+    pipelining: bool = True
+    """Advertise PIPELINING (RFC 2920), as postfix and most mail servers do; aiosmtpd on its own does not."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201, N802
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
         reply = self.recipient_replies.get(address.lower())

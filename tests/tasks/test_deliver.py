@@ -12,7 +12,7 @@ import pytest
 
 from leadflow.errors import ConfigurationError, DeliveryError
 from tasks.deliver import FileOutbox, MailServerUnavailable, SmtpMailer
-from tasks.render_email import RenderedEmail, build_message
+from tasks.render_email import RenderedEmail, build_message, compose_message
 from tests.conftest import SmtpServer, free_port
 
 
@@ -33,7 +33,38 @@ def mailer_for(server: SmtpServer) -> SmtpMailer:
     return SmtpMailer(server.url, timeout=5, local_hostname="localhost")
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def pipelining(request: pytest.FixtureRequest, smtp_server: SmtpServer) -> bool:
+    """Run a test against a server that advertises PIPELINING and against one that does not."""
+    smtp_server.handler.pipelining = request.param
+    return bool(request.param)
+
+
+@pytest.mark.usefixtures("pipelining")
 class TestSmtp:
+    def test_pipelining_only_when_offered(self, smtp_server: SmtpServer, pipelining: bool) -> None:
+        with mailer_for(smtp_server) as mailer:
+            mailer.send(sample_message(), sender="news@example.com", recipient="ann@example.com")
+            assert mailer._connection is not None
+            assert mailer._connection.has_extn("pipelining") == pipelining
+
+        assert len(smtp_server.handler.messages) == 1
+
+    def test_leading_dots_arrive_whole(self, smtp_server: SmtpServer) -> None:
+        text = ".hidden line\n..two dots\n.\nend\n"
+        message = compose_message(
+            RenderedEmail(subject="Dots", text=text, html="<p>.</p>\n"),
+            sender_name="Sender", sender_address="news@example.com", recipient_name="Ann",
+            recipient_address="ann@example.com", message_id="<dots@example.com>", unsubscribe_url=None,
+            date=datetime(2026, 12, 4, tzinfo=UTC),
+        )
+
+        with mailer_for(smtp_server) as mailer:
+            mailer.send(message, sender="news@example.com", recipient="ann@example.com")
+
+        received = email.message_from_bytes(smtp_server.handler.messages[0], policy=policy.default)
+        assert received.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+
     def test_delivers_over_one_connection(self, smtp_server: SmtpServer) -> None:
         with mailer_for(smtp_server) as mailer:
             for number in range(3):
