@@ -30,6 +30,7 @@ from pathlib import Path
 from bench.fault_smtp import FaultHandler, FaultPlan, fault_server, free_port
 
 CAMPAIGN = "faults"
+DEFAULT_CONNECTIONS = 4
 FINAL_RUNS = 5
 
 
@@ -37,6 +38,8 @@ FINAL_RUNS = 5
 class Report:
     leads: int
     bouncing: int
+    connections: int
+    """SMTP connections per sending task: each can leave one ambiguous send per kill."""
     kills: int = 0
     kills_in_data: int = 0
     finished_before_kill: int = 0
@@ -59,7 +62,8 @@ class Report:
             f"launches that finished before their kill {self.finished_before_kill}, final launches {self.final_runs}",
             "ledger: " + ", ".join(f"{status} {count:,}" for status, count in sorted(self.ledger.items())),
             "server replies: " + ", ".join(f"{code} {count:,}" for code, count in sorted(self.replies.items())),
-            f"ambiguous: {len(self.ambiguous)} (at most one per kill allowed)",
+            f"ambiguous: {len(self.ambiguous)} (at most one per connection and kill allowed: "
+            f"{self.connections} x {self.kills} = {self.connections * self.kills})",
             *(f"  {line}" for line in self.ambiguous),
             f"time: {self.seconds:.0f} s",
             "PASS" if self.passed else "FAIL:",
@@ -169,13 +173,15 @@ def _check(report: Report, handler: FaultHandler, database_url: str, bouncing: s
                 report.problems.append(f"bouncing address {email} tried {handler.recipient_attempts[email]} times")
         elif status != "sent" or accepted != 1:
             report.problems.append(f"{email}: ledger {status}, accepted {accepted} times")
-    if len(report.ambiguous) > report.kills:
-        report.problems.append(f"{len(report.ambiguous)} ambiguous sends after {report.kills} kills")
+    if len(report.ambiguous) > report.kills * report.connections:
+        report.problems.append(
+            f"{len(report.ambiguous)} ambiguous sends after {report.kills} kills with {report.connections} connections each"
+        )
 
 
 def run(
     *, leads: int, cycles: int, defer_share: float, bounces: int, seed: int = 1, batch_size: int = 100,
-    prefect_api_url: str | None = None, workdir: Path | None = None,
+    connections: int = DEFAULT_CONNECTIONS, prefect_api_url: str | None = None, workdir: Path | None = None,
 ) -> Report:
     """Run the whole fault-injection check and return its report."""
     chooser = random.Random(seed)
@@ -189,13 +195,14 @@ def run(
             defer_share=defer_share, bounces={address: chooser.choice(codes) for address in bouncing},
             drop_every=(20, 60), seed=seed,
         )
-        report = Report(leads=leads, bouncing=bounces)
+        report = Report(leads=leads, bouncing=bounces, connections=connections)
         with fault_server(plan) as (smtp_url, handler):
             own_server = prefect_api_url is None
             if own_server:
                 prefect_api_url = _start_prefect(folder)
             assert prefect_api_url is not None
             environment = _environment(folder, smtp_url, prefect_api_url, batch_size)
+            environment["LEADFLOW_SMTP_CONNECTIONS"] = str(connections)
             log_file = folder / "launches.log"
             try:
                 subprocess.run(_leadflow("leads", "import", str(folder / "leads.csv")), env=environment, check=True, capture_output=True)
@@ -252,10 +259,14 @@ def main() -> int:
     parser.add_argument("--bounces", type=int, default=50, help="addresses that get a hard bounce (default 50)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--batch-size", type=int, default=100, help="LEADFLOW_BATCH_SIZE of the launches (default 100)")
+    parser.add_argument(
+        "--connections", type=int, default=DEFAULT_CONNECTIONS,
+        help=f"LEADFLOW_SMTP_CONNECTIONS of the launches (default {DEFAULT_CONNECTIONS}, leadflow's default)",
+    )
     arguments = parser.parse_args()
     report = run(
         leads=arguments.leads, cycles=arguments.cycles, defer_share=arguments.defer_share, bounces=arguments.bounces,
-        seed=arguments.seed, batch_size=arguments.batch_size,
+        seed=arguments.seed, batch_size=arguments.batch_size, connections=arguments.connections,
     )
     print("\n".join(report.lines()))
     return 0 if report.passed else 1

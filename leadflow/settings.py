@@ -160,6 +160,13 @@ class Settings(BaseSettings):
         default=None, gt=0, le=10_000,
         description="Messages per second across every worker (a Prefect global concurrency limit); unset: no limit.",
     )
+    smtp_connections: int = Field(
+        default=4, ge=1, le=64,
+        description=(
+            "SMTP connections each sending task opens at once, each in its own thread. More connections hide the "
+            "wait for each reply; a worker killed mid-batch can leave one send per connection ambiguous."
+        ),
+    )
     smtp_max_connections: int | None = Field(
         default=None, ge=1, le=1000,
         description="Open SMTP connections across every worker (a Prefect global concurrency limit); unset: no limit.",

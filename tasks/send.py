@@ -10,23 +10,27 @@ any moment leaves at most one send whose outcome is unknown.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
 from leadflow.clock import now, wall_clock
 from leadflow.errors import CampaignError, DeliveryError, TemplateRenderError
 from leadflow.settings import Settings
-from models import Campaign, Lead, SendStatus, SuppressionReason, session_scope
+from models import Campaign, Lead, SendStatus, SuppressionReason, get_engine, session_scope
 from tasks.deliver import MailServerUnavailable, Mailer, open_mailer
 from tasks.emails import unsubscribe_url
-from tasks.ledger import Claim, Outcome, claim_sends, mark_handed_over, record_outcomes, release_queued
+from tasks.ledger import Claim, HandOverWriter, Outcome, claim_sends, release_queued
 from tasks.liveness import current_owner
-from tasks.render_email import RenderedEmail, build_message
+from tasks.render_email import OutgoingMessage, RenderedEmail, compose_message
 from tasks.suppression import listed_reasons, mark_listed_leads, suppress_leads
 from tasks.throttle import Pacer, connection_slot
 
@@ -82,9 +86,9 @@ def display_name(lead: Lead) -> str:
     return " ".join(part for part in (lead.first_name, lead.last_name) if part)
 
 
-def _build(step: EmailStep, lead: Lead, *, settings: Settings, message_id: str, at: datetime) -> object:
+def _compose(step: EmailStep, lead: Lead, *, settings: Settings, message_id: str, at: datetime) -> OutgoingMessage:
     internal = step.recipient is not None
-    return build_message(
+    return compose_message(
         step.render(lead),
         sender_name=settings.sender_name,
         sender_address=settings.sender_address,
@@ -159,7 +163,7 @@ def send_email_batch(
     if dry_run:
         for lead_id in eligible_ids:
             try:
-                _build(step, leads[lead_id], settings=settings, message_id=DRY_RUN_MESSAGE_ID, at=started)
+                _compose(step, leads[lead_id], settings=settings, message_id=DRY_RUN_MESSAGE_ID, at=started)
                 result.rendered += 1
             except TemplateRenderError as exc:
                 result.failed += 1
@@ -185,26 +189,110 @@ def deliver_claims(
 ) -> None:
     """Render and hand over each claimed send, recording its outcome in the ledger and counting it in `result`.
 
-    `leads` maps each claim's lead id to its lead. Raises `MailServerUnavailable`
-    after releasing the claims not yet handed over.
+    `leads` maps each claim's lead id to its lead. The claims are shared out
+    among up to `LEADFLOW_SMTP_CONNECTIONS` lanes, each a thread with its own
+    connection to the mail server and its own database session, so one
+    connection's wait for a reply does not hold up the others. Raises
+    `MailServerUnavailable` after releasing the claims not yet handed over.
     """
-    pacer = Pacer(settings.send_rate_per_second)
-    with connection_slot(settings), open_mailer(settings) as mailer:
-        for index, claim in enumerate(claims):
-            lead = leads[claim.lead_id]
+    if not claims:
+        return
+    lane_count = min(len(claims), settings.smtp_connections)
+    if settings.smtp_max_connections is not None:
+        lane_count = min(lane_count, settings.smtp_max_connections)
+    stop = threading.Event()
+    lanes = [
+        _Lane(step, claims[number::lane_count], leads, settings=settings, owner=owner, logger=logger, stop=stop)
+        for number in range(lane_count)
+    ]
+    pacer = Pacer(settings.send_rate_per_second, messages=len(claims))
+    if lane_count == 1:
+        lanes[0].run(pacer)
+    else:
+        with ThreadPoolExecutor(max_workers=lane_count, thread_name_prefix="leadflow-lane") as pool:
+            # Each thread runs in a copy of this context, so the flow's clock (leadflow.clock) holds there too.
+            for future in [pool.submit(contextvars.copy_context().run, lane.run, pacer) for lane in lanes]:
+                future.exception()
+    for lane in lanes:
+        result.add(lane.result)
+    if result.deferred:
+        logger.warning("%d emails of this batch deferred by the server; they are retried after a backoff", result.deferred)
+    errors = [lane.error for lane in lanes if lane.error is not None]
+    if errors:
+        # A server that cannot be reached is the error the caller retries on; report it before any other.
+        raise next((error for error in errors if isinstance(error, MailServerUnavailable)), errors[0])
+
+
+class _Lane:
+    """One connection's share of a batch: build, mark `sending`, hand over and record, message by message.
+
+    Each message costs one commit: the outcome of the message before and the
+    `sending` mark of this one go into the same transaction. So the lane has at
+    most one row whose outcome is unknown at any moment, as the ledger protocol
+    requires, at half the commits.
+    """
+
+    def __init__(
+        self,
+        step: EmailStep,
+        claims: list[Claim],
+        leads: dict[int, Lead],
+        *,
+        settings: Settings,
+        owner: str,
+        logger: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
+        stop: threading.Event,
+    ) -> None:
+        self.step = step
+        self.stop = stop
+        """Set by the first lane that fails, so the others release what they have not sent and end."""
+        self.claims = claims
+        self.leads = leads
+        self.settings = settings
+        self.owner = owner
+        self.logger = logger
+        self.result = BatchResult()
+        self.error: BaseException | None = None
+        self._writer: HandOverWriter
+        self._unrecorded: list[tuple[Outcome, Lead]] = []
+
+    def run(self, pacer: Pacer) -> None:
+        # A plain connection, not an ORM session: the session's bookkeeping doubled the cost of each commit.
+        connection = get_engine().connect()
+        self._writer = HandOverWriter(connection)
+        try:
+            with connection_slot(self.settings), open_mailer(self.settings) as mailer:
+                self._send_all(mailer, pacer, connection)
+        except BaseException as exc:  # noqa: BLE001 - kept and raised again by deliver_claims in the caller's thread
+            self.error = exc
+            self.stop.set()
+        finally:
             try:
-                message = _build(step, lead, settings=settings, message_id=claim.message_id, at=now())
+                self._commit(connection)
+            except BaseException as exc:  # noqa: BLE001
+                self.error = self.error or exc
+            self._writer.close()
+            connection.close()
+
+    def _send_all(self, mailer: Mailer, pacer: Pacer, connection: Connection) -> None:
+        step, settings = self.step, self.settings
+        for index, claim in enumerate(self.claims):
+            if self.stop.is_set():
+                rest = [later.ledger_id for later in self.claims[index:]]
+                self._commit(connection, release=rest, reason="not sent: another connection of this batch failed")
+                return
+            lead = self.leads[claim.lead_id]
+            try:
+                message = _compose(step, lead, settings=settings, message_id=claim.message_id, at=now())
             except (TemplateRenderError, ValueError) as exc:
-                logger.error("lead %s: the %s email could not be built: %s", lead.id, step.step, exc)
-                _record(Outcome(claim.ledger_id, SendStatus.FAILED, now(), str(exc)), lead, step=step, result=result)
+                self.logger.error("lead %s: the %s email could not be built: %s", lead.id, step.step, exc)
+                self._unrecorded.append((Outcome(claim.ledger_id, SendStatus.FAILED, now(), str(exc)), lead))
                 continue
 
-            pacer.wait(len(claims) - index)
-            with session_scope() as session:
-                handed_over = mark_handed_over(session=session, ledger_id=claim.ledger_id, owner=owner, wall_time=wall_clock())
-            if not handed_over:
-                logger.warning("lead %s: the ledger row is no longer queued for this worker; not sent", lead.id)
-                result.not_claimed += 1
+            pacer.wait()
+            if not self._commit(connection, hand_over=claim.ledger_id):
+                self.logger.warning("lead %s: the ledger row is no longer queued for this worker; not sent", lead.id)
+                self.result.not_claimed += 1
                 continue
 
             try:
@@ -214,23 +302,57 @@ def deliver_claims(
                     claim.ledger_id, SendStatus.DEFERRED, now(), str(exc),
                     next_attempt_at=wall_clock() + retry_delay(claim.attempts, settings),
                 )
-                _record(deferred, lead, step=step, result=result)
-                rest = [later.ledger_id for later in claims[index + 1 :]]
-                with session_scope() as session:
-                    release_queued(session=session, ledger_ids=rest, reason=f"not sent: {exc}")
-                logger.warning("%s; 1 email deferred, %d released for a retry", exc, len(rest))
+                self._unrecorded.append((deferred, lead))
+                rest = [later.ledger_id for later in self.claims[index + 1 :]]
+                self._commit(connection, release=rest, reason=f"not sent: {exc}")
+                self.logger.warning("%s; 1 email deferred, %d released for a retry", exc, len(rest))
                 raise
             if outcome.status not in (SendStatus.SENT, SendStatus.DEFERRED):
-                logger.warning("lead %s: %s (%s)", lead.id, outcome.error, outcome.status.value)
-            _record(outcome, lead, step=step, result=result)
-    if result.deferred:
-        logger.warning("%d emails of this batch deferred by the server; they are retried after a backoff", result.deferred)
+                self.logger.warning("lead %s: %s (%s)", lead.id, outcome.error, outcome.status.value)
+            self._unrecorded.append((outcome, lead))
+        # Record the last outcome before the connection closes: QUIT can wait for a slow server.
+        self._commit(connection)
+
+    def _commit(
+        self, connection: Connection, *, hand_over: int | None = None, release: list[int] | None = None, reason: str = ""
+    ) -> bool:
+        """Record the outcomes not yet written and, in the same commit, mark `hand_over` as `sending`.
+
+        Returns False when `hand_over` is no longer this worker's to send.
+        A bounce suppresses its lead in the same transaction as its outcome.
+        """
+        handed_over = True
+        try:
+            if self._unrecorded:
+                self._writer.record([outcome for outcome, _lead in self._unrecorded])
+                bounced = [
+                    (outcome, lead) for outcome, lead in self._unrecorded
+                    if outcome.status is SendStatus.BOUNCED and self.step.recipient is None
+                ]
+                if bounced:
+                    # The session joins the connection's transaction; the commit below covers both.
+                    with Session(bind=connection) as session:
+                        for outcome, lead in bounced:
+                            _suppress_bounced(session, lead, step=self.step, at=outcome.at)
+                        session.flush()
+            if release:
+                release_queued(session=connection, ledger_ids=release, reason=reason)
+            if hand_over is not None:
+                handed_over = self._writer.hand_over(ledger_id=hand_over, owner=self.owner, wall_time=wall_clock())
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        for outcome, _lead in self._unrecorded:
+            setattr(self.result, outcome.status.value, getattr(self.result, outcome.status.value) + 1)
+        self._unrecorded.clear()
+        return handed_over
 
 
-def _hand_over(mailer: Mailer, message: object, recipient: str, claim: Claim, *, settings: Settings) -> Outcome:
+def _hand_over(mailer: Mailer, message: OutgoingMessage, recipient: str, claim: Claim, *, settings: Settings) -> Outcome:
     """Send one message and return its outcome; `MailServerUnavailable` propagates."""
     try:
-        mailer.send(message, sender=settings.sender_address, recipient=recipient)  # type: ignore[arg-type]
+        mailer.send(message, sender=settings.sender_address, recipient=recipient)
     except MailServerUnavailable:
         raise
     except DeliveryError as exc:
@@ -240,18 +362,13 @@ def _hand_over(mailer: Mailer, message: object, recipient: str, claim: Claim, *,
     return Outcome(claim.ledger_id, SendStatus.SENT, now())
 
 
-def _record(outcome: Outcome, lead: Lead, *, step: EmailStep, result: BatchResult) -> None:
-    """Commit one outcome, suppressing the lead in the same transaction when it bounced, and count it."""
-    with session_scope() as session:
-        record_outcomes(session=session, outcomes=[outcome])
-        if outcome.status is SendStatus.BOUNCED and step.recipient is None:
-            stored = session.get(Lead, lead.id)
-            if stored is not None:
-                suppress_leads(
-                    session=session, leads=[stored], reason=SuppressionReason.HARD_BOUNCE,
-                    note=f"hard bounce on the {step.step} email", at=outcome.at,
-                )
-    setattr(result, outcome.status.value, getattr(result, outcome.status.value) + 1)
+def _suppress_bounced(session: Session, lead: Lead, *, step: EmailStep, at: datetime) -> None:
+    stored = session.get(Lead, lead.id)
+    if stored is not None:
+        suppress_leads(
+            session=session, leads=[stored], reason=SuppressionReason.HARD_BOUNCE,
+            note=f"hard bounce on the {step.step} email", at=at,
+        )
 
 
 def retry_when_server_unavailable(task: object, task_run: object, state: object) -> bool:

@@ -9,6 +9,7 @@ and spaces the messages of the group evenly itself.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,18 +49,34 @@ def configure_limits(settings: Settings) -> None:
 
 
 class Pacer:
-    """Hold a worker to the shared message rate: slots by the group from Prefect, even spacing within a group."""
+    """Hold a worker to the shared message rate: slots by the group from Prefect, even spacing within a group.
 
-    def __init__(self, rate: float | None) -> None:
+    The connections of one batch share one pacer from their threads; it lets one message through at a time.
+    """
+
+    def __init__(self, rate: float | None, messages: int = 0) -> None:
         self.rate = rate
+        self._left = messages
+        """Messages of the batch not yet let through, for `wait()` called without `remaining`."""
+        self._lock = threading.Lock()
         self._allowance = 0
         self._next_at: float | None = None
         """`time.monotonic()` before which the next message must not go out; set by the first message."""
 
-    def wait(self, remaining: int) -> None:
-        """Block until the next message may go out; `remaining` counts the messages left in this batch, this one included."""
+    def wait(self, remaining: int | None = None) -> None:
+        """Block until the next message may go out.
+
+        `remaining` counts the messages left in this batch, this one included;
+        without it, the pacer counts down from the `messages` it was made with.
+        """
         if self.rate is None:
             return
+        with self._lock:
+            self._wait(self._left if remaining is None else remaining)
+            self._left = max(self._left - 1, 0)
+
+    def _wait(self, remaining: int) -> None:
+        assert self.rate is not None
         if self._allowance == 0:
             from prefect.concurrency.sync import rate_limit
 

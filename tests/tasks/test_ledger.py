@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from sqlmodel import select
 
 from leadflow.settings import Settings
-from models import EmailSend, Lead, SendStatus, session_scope
-from tasks.ledger import Outcome, claim_sends, get_or_create_campaign, mark_handed_over, record_outcomes, release_queued
+from models import EmailSend, Lead, SendStatus, get_engine, session_scope
+from tasks.ledger import (
+    HandOverWriter,
+    Outcome,
+    claim_sends,
+    get_or_create_campaign,
+    mark_handed_over,
+    record_outcomes,
+    release_queued,
+)
 from tasks.liveness import current_owner
 
 MOMENT = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -183,3 +192,51 @@ def test_count_deferred_splits_exhausted(settings: Settings) -> None:
         retryable, exhausted = count_deferred(session=session, campaign=campaign, step="survey", max_attempts=5)
 
     assert (retryable, exhausted) == (1, 1)
+
+
+def stored_times() -> list[tuple[object, object]]:
+    """Return the claimed_at and sent_at columns as the database holds them, text on SQLite."""
+    with get_engine().connect() as connection:
+        return [tuple(row) for row in connection.execute(text("SELECT claimed_at, sent_at FROM email_ledger ORDER BY lead_id"))]
+
+
+def test_writer_stores_what_sqlalchemy_stores(settings: Settings) -> None:
+    lead_ids = make_leads(2)
+    claim(lead_ids, "worker-1")
+    first, second = ledger_rows()
+    whole_second = datetime(2026, 12, 4, 13, 0, tzinfo=UTC)
+
+    with session_scope() as session:
+        mark_handed_over(session=session, ledger_id=first.id or 0, owner="worker-1", wall_time=whole_second)
+        record_outcomes(session=session, outcomes=[Outcome(first.id or 0, SendStatus.SENT, whole_second)])
+    with get_engine().connect() as connection:
+        writer = HandOverWriter(connection)
+        handed_over = writer.hand_over(ledger_id=second.id or 0, owner="worker-1", wall_time=whole_second)
+        writer.record([Outcome(second.id or 0, SendStatus.SENT, whole_second)])
+        writer.close()
+        connection.commit()
+
+    assert handed_over
+    by_sqlalchemy, by_writer = stored_times()
+    assert by_writer == by_sqlalchemy
+    assert [(row.status, row.sent_at, row.claimed_at) for row in ledger_rows()] == [
+        (SendStatus.SENT, whole_second, whole_second),
+        (SendStatus.SENT, whole_second, whole_second),
+    ]
+
+
+def test_writer_hands_over_only_the_owners_queued_row(settings: Settings) -> None:
+    lead_ids = make_leads(1)
+    claim(lead_ids, "worker-1")
+    row_id = ledger_rows()[0].id or 0
+
+    with get_engine().connect() as connection:
+        writer = HandOverWriter(connection)
+        by_other = writer.hand_over(ledger_id=row_id, owner="worker-2", wall_time=MOMENT)
+        by_owner = writer.hand_over(ledger_id=row_id, owner="worker-1", wall_time=MOMENT)
+        twice = writer.hand_over(ledger_id=row_id, owner="worker-1", wall_time=MOMENT)
+        writer.close()
+        connection.commit()
+
+    assert (by_other, by_owner, twice) == (False, True, False)
+    assert ledger_rows()[0].status == SendStatus.SENDING
