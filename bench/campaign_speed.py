@@ -239,14 +239,23 @@ def _child_environment(data_dir: Path, sink: Sink, prefect_api_url: str) -> dict
     return environment
 
 
+_last_cpu_seconds = 0.0
+"""User plus system CPU time of the last child `_run_child` waited for."""
+
+
 def _run_child(command: list[str], environment: dict[str, str], *, cwd: Path) -> tuple[float, float, int, str]:
-    """Run `command`; return its wall time in seconds, its peak RSS in MiB, its exit code and its output."""
+    """Run `command`; return its wall time in seconds, its peak RSS in MiB, its exit code and its output.
+
+    The child's CPU time is left in `_last_cpu_seconds`.
+    """
+    global _last_cpu_seconds
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         child = subprocess.Popen(command, env=environment, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         # wait4 returns this child's own resource usage; ru_maxrss is in KiB on Linux.
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.perf_counter() - started
+        _last_cpu_seconds = usage.ru_utime + usage.ru_stime
         child.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         output = log.read().decode(errors="replace")
@@ -301,6 +310,8 @@ def measure_launch(
         "sending_seconds": span,
         "sending_emails_per_second": (sent - 1) / span if span else None,
         "peak_rss_mib": peak,
+        "cpu_seconds": _last_cpu_seconds,
+        "cpu_ms_per_email": 1000 * _last_cpu_seconds / sent if sent else None,
     }
     if profile:
         # wait4 then reports py-spy's child, so this peak RSS is the larger of py-spy's and leadflow's.
