@@ -8,7 +8,8 @@ when /usr/sbin/smtp-sink is missing. They send the real trial-invite email to
 leads on example.com addresses. The measurements, in this order:
 
   raw     postfix's `smtp-source` sends as many messages as the bare loop, with
-          the rendered email's body size, over one connection.
+          the rendered email's body size, over as many connections as leadflow
+          opens (LEADFLOW_SMTP_CONNECTIONS, 4 by default), and over one.
   bare    render_trial_invite, build_message and smtplib over one connection,
           with one SQLite row per message, inserted in batches of 500. No Prefect.
   naive   a Prefect flow with one task run per lead (render, build, send, insert
@@ -131,18 +132,21 @@ def build_wire_message(lead, settings, environment) -> bytes:  # noqa: ANN001
     return serialize_message(message)
 
 
-def measure_raw(sink: Sink, *, messages: int, size: int) -> dict:
-    """Time `smtp-source` sending `messages` messages of `size` body bytes over one connection."""
+def measure_raw(sink: Sink, *, messages: int, size: int, connections: int) -> dict:
+    """Time `smtp-source` sending `messages` messages of `size` body bytes over `connections` connections."""
     if not SMTP_SOURCE.exists():
         return {"skipped": f"{SMTP_SOURCE} not found (Debian package postfix)"}
     command = [
-        str(SMTP_SOURCE), "-d", "-s", "1", "-m", str(messages), "-l", str(size),
+        str(SMTP_SOURCE), "-d", "-s", str(connections), "-m", str(messages), "-l", str(size),
         "-f", SENDER, "-t", "lead@example.com", f"127.0.0.1:{sink.port}",
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
-    return {"messages": messages, "body_bytes": size, "connections": 1, "seconds": elapsed, "emails_per_second": messages / elapsed}
+    return {
+        "messages": messages, "body_bytes": size, "connections": connections, "seconds": elapsed,
+        "emails_per_second": messages / elapsed,
+    }
 
 
 def measure_bare(sink: Sink, *, leads: int, folder: Path) -> dict:
@@ -351,7 +355,10 @@ def run(arguments: argparse.Namespace) -> dict:
         body_bytes = len(sample.split(b"\r\n\r\n", 1)[1])
         results["message_bytes"] = len(sample)
 
-        results["raw"] = measure_raw(sink, messages=arguments.bare_leads, size=body_bytes)
+        # The ratio d/a compares like with like: smtp-source opens as many connections as leadflow does.
+        connections = settings.smtp_connections
+        results["raw"] = measure_raw(sink, messages=arguments.bare_leads, size=body_bytes, connections=connections)
+        results["raw_one_connection"] = measure_raw(sink, messages=arguments.bare_leads, size=body_bytes, connections=1)
         print(f"raw smtp-source: {results['raw']}", flush=True)
         results["bare"] = measure_bare(sink, leads=arguments.bare_leads, folder=folder)
         print(f"bare loop: {results['bare']}", flush=True)
@@ -422,17 +429,19 @@ def main() -> int:
 
 def summary_lines(results: dict) -> list[str]:
     lines = [f"sink: {results['sink']}, message {results['message_bytes']:,} bytes"]
-    for name in ("raw", "bare", "naive"):
+    for name in ("raw", "raw_one_connection", "bare", "naive"):
         entry = results[name]
         if "emails_per_second" in entry:
-            lines.append(f"{name}: {entry['emails_per_second']:,.0f} emails/s")
+            connections = f" over {entry['connections']} connections" if "connections" in entry else ""
+            lines.append(f"{name}: {entry['emails_per_second']:,.0f} emails/s{connections}")
         else:
             lines.append(f"{name}: {entry.get('skipped')}")
     for launch in results["launch"]:
         ratios = results["ratios"][f"launch {launch['leads']}"]
         lines.append(
             f"leadflow launch {launch['leads']:,}: {launch['emails_per_second']:,.0f} emails/s "
-            f"({launch['sending_emails_per_second'] or 0:,.0f} while sending), peak RSS {launch['peak_rss_mib']:.0f} MiB; "
+            f"({launch['sending_emails_per_second'] or 0:,.0f} while sending), peak RSS {launch['peak_rss_mib']:.0f} MiB, "
+            f"CPU {launch['cpu_ms_per_email']:.2f} ms per email; "
             + ", ".join(f"d/{name} {ratio:.3f}" for name, ratio in ratios.items())
         )
     lines.append(f"import {results['import']['rows']:,} rows: {results['import']['rows_per_second']:,.0f} rows/s")
