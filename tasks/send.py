@@ -35,6 +35,7 @@ from tasks.suppression import listed_reasons, mark_listed_leads, suppress_leads
 from tasks.throttle import Pacer, connection_slot
 
 MAX_BACKOFF = timedelta(hours=1)
+_SQLITE_WRITE_LOCK = threading.Lock()
 DRY_RUN_MESSAGE_ID = "<dry-run@localhost>"
 
 
@@ -321,6 +322,14 @@ class _Lane:
         Returns False when `hand_over` is no longer this worker's to send.
         A bounce suppresses its lead in the same transaction as its outcome.
         """
+        if connection.dialect.name != "sqlite":
+            return self._write(connection, hand_over=hand_over, release=release, reason=reason)
+        # SQLite has one writer at a time, and a connection that finds the file locked sleeps for
+        # milliseconds before it tries again. The lanes of this process take turns on a lock instead.
+        with _SQLITE_WRITE_LOCK:
+            return self._write(connection, hand_over=hand_over, release=release, reason=reason)
+
+    def _write(self, connection: Connection, *, hand_over: int | None, release: list[int] | None, reason: str) -> bool:
         handed_over = True
         try:
             if self._unrecorded:
