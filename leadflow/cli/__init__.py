@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import sys
 
 import typer
@@ -42,14 +45,43 @@ app.command("web")(web_command)
 register_delivery_commands(app)
 
 
+_exit_code = 1
+"""The code `main` exits with; it stays 1 when an exception escapes."""
+
+
+def _exit_without_teardown() -> None:
+    """End the process at once, after every other exit handler has run.
+
+    It is registered first, so it runs last. It skips the interpreter's
+    teardown of every module and object, which took about half a second after
+    a campaign launch on the development machine.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_code)
+
+
 def main() -> None:
-    """Entry point of the `leadflow` console script."""
+    """Run the `leadflow` console script; the process ends when it returns, so tests call `app` instead."""
+    global _exit_code
+    atexit.register(_exit_without_teardown)
     apply_prefect_privacy_defaults()
     try:
         app()
     except LeadflowError as exc:
         error_console.print(f"error: {exc}", markup=False, highlight=False)
+        _exit_code = 1
         sys.exit(1)
+    except SystemExit as exc:
+        if exc.code is None:
+            _exit_code = 0
+        elif isinstance(exc.code, int):
+            _exit_code = exc.code
+        else:
+            _exit_code = 1
+        raise
+    _exit_code = 0
 
 
 if __name__ == "__main__":
