@@ -16,6 +16,9 @@ from models import Lead
 from tasks.emails import email_environment, render_trial_invite, unsubscribe_url
 from tasks.render_email import build_message, get_environment, make_message_id, render_email, serialize_message
 
+# Rendering reads the settings and the templates, never the database.
+pytestmark = pytest.mark.no_database
+
 MOMENT = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 
 
