@@ -71,12 +71,14 @@ class Report:
         ]
 
 
-def _environment(workdir: Path, smtp_url: str, prefect_api_url: str, batch_size: int) -> dict[str, str]:
+def _environment(
+    workdir: Path, smtp_url: str, prefect_api_url: str, batch_size: int, database_url: str | None
+) -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("LEADFLOW_")}
     environment.update(
         {
             "LEADFLOW_DATA_DIR": str(workdir / "data"),
-            "LEADFLOW_DATABASE_URL": f"sqlite:///{workdir / 'leadflow.db'}",
+            "LEADFLOW_DATABASE_URL": database_url or f"sqlite:///{workdir / 'leadflow.db'}",
             "LEADFLOW_SMTP_URL": smtp_url,
             "LEADFLOW_SMTP_TIMEOUT_SECONDS": "10",
             "LEADFLOW_BATCH_SIZE": str(batch_size),
@@ -182,8 +184,13 @@ def _check(report: Report, handler: FaultHandler, database_url: str, bouncing: s
 def run(
     *, leads: int, cycles: int, defer_share: float, bounces: int, seed: int = 1, batch_size: int = 100,
     connections: int = DEFAULT_CONNECTIONS, prefect_api_url: str | None = None, workdir: Path | None = None,
+    database_url: str | None = None,
 ) -> Report:
-    """Run the whole fault-injection check and return its report."""
+    """Run the whole fault-injection check and return its report.
+
+    `database_url` names a database with no leads yet. Without it, the check uses a new SQLite
+    file in the work folder.
+    """
     chooser = random.Random(seed)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="leadflow-faults-") as temporary:
@@ -201,7 +208,7 @@ def run(
             if own_server:
                 prefect_api_url = _start_prefect(folder)
             assert prefect_api_url is not None
-            environment = _environment(folder, smtp_url, prefect_api_url, batch_size)
+            environment = _environment(folder, smtp_url, prefect_api_url, batch_size, database_url)
             environment["LEADFLOW_SMTP_CONNECTIONS"] = str(connections)
             log_file = folder / "launches.log"
             try:

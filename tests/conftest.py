@@ -1,4 +1,10 @@
-"""Shared fixtures: a fresh SQLite file and outbox per test, one Prefect test server per session."""
+"""Shared fixtures: a new database and outbox per test, one Prefect test server per session.
+
+Every test that uses `settings`, `database_url` or `database_factory` runs twice, as
+`[sqlite]` and `[postgresql]`. Mark a test `no_database` when it uses `settings` but never
+opens the database. A test of something only SQLite has (pragmas, files) uses none of
+these fixtures, and a comment gives the reason.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,32 @@ from pathlib import Path
 import pytest
 
 from leadflow.settings import Settings, apply_prefect_privacy_defaults, get_settings
+from tests.databases import (
+    POSTGRESQL_SKIP_REASON,
+    POSTGRESQL_VARIABLE,
+    DatabaseFactory,
+    PostgresqlServer,
+    PostgresqlUnavailable,
+    sqlite_path,
+)
 
 apply_prefect_privacy_defaults()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that needs `database_backend` once per backend, unless it is marked no_database."""
+    if "database_backend" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("no_database"):
+        return
+    metafunc.parametrize("database_backend", BACKENDS, indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +54,70 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresqlServer]:
+    """The PostgreSQL server of LEADFLOW_TEST_POSTGRESQL_URL, with a migrated template database for the session.
+
+    Skips when the variable is unset. When it is set, an unreachable server fails every
+    PostgreSQL test, so CI cannot pass without running them.
+    """
+    url = os.environ.get(POSTGRESQL_VARIABLE)
+    if not url:
+        pytest.skip(POSTGRESQL_SKIP_REASON)
+    problem = None
+    try:
+        server = PostgresqlServer(url)
+        server.prepare_template()
+    except PostgresqlUnavailable as exc:
+        problem = str(exc)
+    if problem is not None:
+        # Failing outside the except block keeps the report to this one message.
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.drop_template()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings on a new SQLite file and outbox folder under the test's tmp_path."""
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """The test's backend, `sqlite` or `postgresql`, as pytest_generate_tests sets it (`sqlite` when marked no_database)."""
+    backend: str = getattr(request, "param", "sqlite")
+    return backend
+
+
+@pytest.fixture
+def database_factory(database_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DatabaseFactory]:
+    """Makes databases on the test's backend and drops every one when the test ends."""
+    from models import dispose_engines
+
+    server = request.getfixturevalue("postgresql_server") if database_backend == "postgresql" else None
+    factory = DatabaseFactory(database_backend, tmp_path, server)
+    try:
+        yield factory
+    finally:
+        dispose_engines()
+        factory.remove_all()
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new database on the test's backend, ready for leadflow to open."""
+    url = database_factory.new_database()
+    yield url
+
+    path = sqlite_path(url)
+    if request.node.get_closest_marker("no_database") and path is not None and path.exists():
+        pytest.fail(
+            f"{request.node.nodeid} is marked no_database but opened the database {path}. "
+            "Remove the marker so that the test runs on SQLite and PostgreSQL.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings on a new database (see database_backend) and an outbox folder under the test's tmp_path."""
     from models import dispose_engines
 
     monkeypatch.chdir(tmp_path)
@@ -36,7 +125,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
         if name.startswith("LEADFLOW_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEADFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'leadflow.db'}")
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", database_url)
     monkeypatch.setenv("LEADFLOW_OUTBOX_DIR", str(tmp_path / "outbox"))
     get_settings.cache_clear()
     yield get_settings()

@@ -15,6 +15,8 @@ def run_migrations(connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         # SQLite cannot alter most columns in place; batch mode copies the table.
+        # NOTE: batch mode then drops the old table. With foreign keys on, as leadflow's engine
+        # sets them, that DROP deletes the rows that refer to the table with ON DELETE CASCADE.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

@@ -9,8 +9,11 @@ from bench.fault_injection import run
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_kills_and_faults_send_nothing_twice() -> None:
-    report = run(leads=200, cycles=3, defer_share=0.05, bounces=5, seed=7, batch_size=50, prefect_api_url=str(PREFECT_API_URL.value()))
+def test_kills_and_faults_send_nothing_twice(database_url: str) -> None:
+    report = run(
+        leads=200, cycles=3, defer_share=0.05, bounces=5, seed=7, batch_size=50,
+        prefect_api_url=str(PREFECT_API_URL.value()), database_url=database_url,
+    )
 
     assert report.problems == [], "\n".join(report.lines())
     assert report.kills + report.finished_before_kill == 3

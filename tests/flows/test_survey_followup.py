@@ -90,6 +90,7 @@ def test_signup_gets_one_survey_at_due_time(settings: Settings) -> None:
     assert messages[0]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+@pytest.mark.no_database
 def test_schedule_without_deployment_reports_why(settings: Settings) -> None:
     from prefect.client.orchestration import get_client as client_factory
 

@@ -177,6 +177,8 @@ def test_preview_rejects_bad_campaign_name(settings: Settings, tmp_path: Path) -
         invoke("campaign", "preview", "trial-invite", "--name", "a/b")
 
 
+# The demo always builds its own SQLite file; the test checks that the configured database stays untouched.
+@pytest.mark.no_database
 @pytest.mark.usefixtures("prefect_server")
 def test_demo_rebuilds_its_own_folder(settings: Settings) -> None:
     invoke("demo", "--leads", "20")
@@ -211,6 +213,7 @@ def test_trial_start_and_upcoming(settings: Settings) -> None:
     assert "2030-01-22 14:00" in upcoming
 
 
+@pytest.mark.no_database
 def test_trial_start_rejects_naive_time(settings: Settings) -> None:
     with pytest.raises(LeadflowError, match="no UTC offset"):
         invoke("trial", "start", "ann@example.com", "--at", "2030-01-10T09:00")

@@ -105,6 +105,7 @@ def test_resolve_unknown_message_id_fails(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("arguments", [["deliveries", "resolve", "x", "--as", "maybe"], ["suppression", "add", "a@example.com", "--reason", "spite"]])
+@pytest.mark.no_database
 def test_bad_choice_is_rejected(settings: Settings, arguments: list[str]) -> None:
     result = runner.invoke(app, arguments)
 

@@ -9,6 +9,9 @@ import pytest
 from leadflow.errors import ConfigurationError
 from leadflow.settings import Settings, apply_prefect_privacy_defaults, get_settings
 
+# These tests parse settings only; none opens the database.
+pytestmark = pytest.mark.no_database
+
 
 def test_defaults_point_into_the_data_folder(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEADFLOW_DATABASE_URL")

@@ -27,6 +27,9 @@ from tasks.render_email import (
     single_line,
 )
 
+# Rendering reads the settings and the templates, never the database.
+pytestmark = pytest.mark.no_database
+
 MOMENT = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 
 

@@ -20,6 +20,7 @@ def test_group_size_bounds() -> None:
     assert group_size(10_000) == 100
 
 
+@pytest.mark.no_database
 def test_limits_are_created_from_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_SEND_RATE_PER_SECOND", "40")
     monkeypatch.setenv("LEADFLOW_SMTP_MAX_CONNECTIONS", "3")
@@ -34,6 +35,7 @@ def test_limits_are_created_from_settings(settings: Settings, monkeypatch: pytes
     assert connections.limit == 3
 
 
+@pytest.mark.no_database
 def test_pacer_spaces_messages(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_SEND_RATE_PER_SECOND", "20")
     get_settings.cache_clear()

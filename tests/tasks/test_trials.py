@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -112,6 +112,36 @@ def test_trial_across_daylight_saving_keeps_utc_length(settings: Settings) -> No
     assert stored.trial_started_at is not None
     assert stored.trial_ends_at - stored.trial_started_at == timedelta(days=7)
     assert stored.trial_started_at == datetime(2026, 3, 5, 14, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("started", "stored_start", "stored_end"),
+    [
+        (
+            datetime(2026, 3, 29, 13, 30, 45, tzinfo=timezone(timedelta(hours=-8))),
+            "2026-03-29T21:30:45+00:00",
+            "2026-04-05T21:30:45+00:00",
+        ),
+        (
+            datetime(2026, 3, 8, 1, 59, 59, 999999, tzinfo=UTC),
+            "2026-03-08T01:59:59.999999+00:00",
+            "2026-03-15T01:59:59.999999+00:00",
+        ),
+        (
+            datetime(2026, 10, 25, 0, 30, tzinfo=timezone(timedelta(hours=2))),
+            "2026-10-24T22:30:00+00:00",
+            "2026-10-31T22:30:00+00:00",
+        ),
+    ],
+)
+def test_signup_times_read_back_as_utc(settings: Settings, started: datetime, stored_start: str, stored_end: str) -> None:
+    signup("ann@example.com", at=started)
+
+    stored = lead("ann@example.com")
+    assert stored.trial_started_at is not None
+    assert stored.trial_ends_at is not None
+    assert stored.trial_started_at.isoformat() == stored_start
+    assert stored.trial_ends_at.isoformat() == stored_end
 
 
 class TestImport:

@@ -140,6 +140,7 @@ class TestTrialSignups:
         assert reason in response.json()["detail"]
         assert count(Lead) == 0
 
+    @pytest.mark.no_database
     def test_other_secret_is_rejected(self, client: TestClient, settings: Settings) -> None:
         body = signup_body()
         sent_at = int(time.time())
@@ -202,6 +203,7 @@ class TestTrialSignups:
         assert response.status_code == 415
         assert count(Lead) == 0
 
+    @pytest.mark.no_database
     def test_oversized_body_gets_413(self, client: TestClient, settings: Settings) -> None:
         response = post_signed(client, TRIALS, signup_body(padding="x" * 70_000), settings)
 
