@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect.runtime import flow_run
 from sqlmodel import Session
 
 from leadflow.clock import now
@@ -13,6 +12,10 @@ from models import Lead, Stage, StageChange, check_transition
 
 def current_actor() -> str:
     """Return the actor for changes made now: `flow-run:<id>` inside a Prefect flow run, else `cli`."""
+    # Imported here because Prefect takes 1 to 2 s to import (`python -X importtime`),
+    # and commands that run no flow, such as `leadflow leads import`, need not wait for it.
+    from prefect.runtime import flow_run
+
     run_id = flow_run.get_id()
     return f"flow-run:{run_id}" if run_id else "cli"
 
