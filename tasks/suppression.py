@@ -76,6 +76,10 @@ def suppress_address(
 
 def listed_reasons(*, session: Session, emails: Iterable[str]) -> dict[str, str]:
     """Return, for each of `emails` that is on the list, the reason it was listed for."""
+    # While the list is empty, as before the first unsubscribe or bounce, this one-row
+    # query replaces hashing every address and looking up as many hashes.
+    if session.exec(select(Suppression.address_hash).limit(1)).first() is None:
+        return {}
     by_hash = {address_hash(email): email for email in emails}
     if not by_hash:
         return {}
