@@ -103,7 +103,9 @@ def merge_chunk(
     file = summary.file
     emails = list(chunk)
     stored_leads = {stored.email: stored for stored in session.execute(_SELECT_STORED, {"emails": emails})}
-    read_before = seen.add(emails)
+    # Every address of an earlier chunk was stored with that chunk, so only the stored
+    # addresses of this one can have been read before.
+    read_before = seen.add(emails, look_up=stored_leads)
     new_rows: list[ParsedRow] = []
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     history: list[dict[str, Any]] = []
