@@ -1,4 +1,4 @@
-"""Insert many rows at once through the database driver's `executemany`."""
+"""Insert many rows at once through the database driver: `executemany`, or PostgreSQL's COPY."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlmodel import Session
 
 
@@ -30,7 +30,7 @@ class _CachedBindProcessor:
 
 
 def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` into `table` in the session's transaction with one driver `executemany`.
+    """Insert `rows` into `table` in the session's transaction with one driver `executemany`, or COPY on psycopg.
 
     Every row must have the same keys, which name columns of `table`. A column
     left out gets its server default or NULL, so `ValueError` is raised when it
@@ -68,11 +68,33 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
             converters.append((index, _CachedBindProcessor(processor)))
     read_values = itemgetter(*order)
 
-    parameters: list[Any] = []
+    records: list[tuple[Any, ...]] = []
     for row in rows:
         picked = read_values(row)
         values = list(picked) if len(order) > 1 else [picked]
         for index, converter in converters:
             values[index] = converter.convert(values[index])
-        parameters.append(tuple(values) if compiled.positional else dict(zip(order, values, strict=True)))
-    connection.exec_driver_sql(compiled.string, parameters)
+        records.append(tuple(values))
+
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy_records(connection, table, order, records)
+    elif compiled.positional:
+        connection.exec_driver_sql(compiled.string, records)
+    else:
+        connection.exec_driver_sql(compiled.string, [dict(zip(order, record, strict=True)) for record in records])
+
+
+def _copy_records(connection: Connection, table: Table, columns: list[str], records: list[tuple[Any, ...]]) -> None:
+    """Load `records` into `table` with PostgreSQL's COPY, in the connection's transaction.
+
+    An executemany sends one INSERT per row, which PostgreSQL runs one at a time.
+    Loading 1,000-row chunks of leads into PostgreSQL 15 on loopback took 28 to
+    31 us per row that way and 12 to 20 us with COPY, on a busy 2-core machine.
+    """
+    preparer = connection.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(column) for column in columns)
+    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+    driver_connection = connection.connection.driver_connection
+    with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for record in records:
+            copy.write_row(record)

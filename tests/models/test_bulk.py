@@ -45,6 +45,8 @@ VARIANTS = [
     {"is_customer": True, "stage": "customer", "marketing_consent": True},
     {"marketing_consent": False, "suppressed_at": AT_UTC_PLUS_2, "created_at": AT_UTC_PLUS_2},
     {"first_name": "Zoë \"Z\" O'Neil; --", "last_name": "100%"},
+    # Characters that COPY's text format escapes.
+    {"source": "C:\\lists\\march\tfinal\nv2.csv", "last_name": "\\N"},
 ]
 
 
