@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, select, text, update
 from sqlmodel import Session
 
 from leadflow.clock import now
@@ -89,6 +89,20 @@ def _stored_lead_changes(
     return changes, history_row
 
 
+def _plan_lookups_with_values(session: Session) -> None:
+    """Make PostgreSQL plan each statement of this transaction with its parameter values.
+
+    psycopg prepares a statement on its fifth run, and PostgreSQL may then reuse
+    one generic plan. A generic plan of the address look-up, made while the leads
+    table was still nearly empty, scans the whole table and compares every row
+    with each of a thousand addresses. With it, importing 100,000 rows into a new
+    PostgreSQL 15 database took 240 s instead of 11 s. With a plan per run,
+    PostgreSQL picks the index once the table has grown. The setting ends with
+    the transaction.
+    """
+    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def merge_chunk(
     chunk: dict[str, ParsedRow], *, session: Session, summary: ImportSummary, seen: SeenAddresses, actor: str
 ) -> None:
@@ -99,6 +113,8 @@ def merge_chunk(
     with one executemany per set of changed columns, and the stage history rows
     are inserted with one more.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        _plan_lookups_with_values(session)
     moment = now()
     file = summary.file
     emails = list(chunk)
