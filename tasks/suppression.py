@@ -18,7 +18,6 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from models import Lead, Suppression, SuppressionReason
-from tasks.ledger import dialect_insert
 
 
 def address_hash(email: str) -> str:
@@ -37,6 +36,10 @@ def add_hashes(
     if not rows:
         return 0
     already = set(session.exec(select(Suppression.address_hash).where(col(Suppression.address_hash).in_([row["address_hash"] for row in rows]))))
+    # Imported here because tasks.ledger loads Jinja for the email templates, and
+    # importing a list, which uses this module, needs neither.
+    from tasks.ledger import dialect_insert
+
     insert = dialect_insert(session)
     statement = insert(Suppression.__table__).on_conflict_do_nothing(index_elements=["address_hash"])  # type: ignore[attr-defined]
     session.execute(statement, rows)
@@ -76,6 +79,10 @@ def suppress_address(
 
 def listed_reasons(*, session: Session, emails: Iterable[str]) -> dict[str, str]:
     """Return, for each of `emails` that is on the list, the reason it was listed for."""
+    # While the list is empty, as before the first unsubscribe or bounce, this one-row
+    # query replaces hashing every address and looking up as many hashes.
+    if session.exec(select(Suppression.address_hash).limit(1)).first() is None:
+        return {}
     by_hash = {address_hash(email): email for email in emails}
     if not by_hash:
         return {}
