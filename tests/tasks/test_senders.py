@@ -390,6 +390,30 @@ class TestClaimOnPostgresql:
             statuses = {row.lead_id: row.status for row in session.exec(select(EmailSend))}
         assert [statuses[lead_id] for lead_id in lead_ids[:4]] == [SendStatus.PENDING] * 4
 
+    def test_statistics_refreshed_before_queueing(
+        self, postgresql_engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from models import dispose_engines
+        from tasks.fan_out import refresh_planner_statistics
+
+        pending_on(postgresql_engine, 3)
+        monkeypatch.setenv("LEADFLOW_DATABASE_URL", postgresql_engine.url.render_as_string(hide_password=False))
+        get_settings.cache_clear()
+
+        refresh_planner_statistics()
+        dispose_engines()
+
+        with Session(postgresql_engine) as session:
+            analyzed = dict(
+                session.execute(
+                    text(
+                        "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                        "WHERE schemaname = current_schema() AND relname IN ('leads', 'email_ledger')"
+                    )
+                ).all()
+            )
+        assert analyzed == {"leads": True, "email_ledger": True}
+
     def test_campaign_rows_of_other_campaigns_are_not_claimed(self, postgresql_engine: Engine) -> None:
         lead_ids = pending_on(postgresql_engine, 3)
         with Session(postgresql_engine) as session:
