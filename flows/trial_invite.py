@@ -22,6 +22,7 @@ from tasks.audience import count_invite_audience, invite_conditions, lead_is_inv
 from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
+from tasks.fan_out import MAX_SENDERS, send_with_senders
 from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import count_by_status, get_or_create_campaign
 from tasks.recovery import Recovered, recover_abandoned_sends
@@ -149,6 +150,7 @@ def trial_invite(
     name: Annotated[str, Field(pattern=CAMPAIGN_NAME_PATTERN)],
     limit: Annotated[int | None, Field(ge=1)] = None,
     dry_run: bool = False,
+    senders: Annotated[int, Field(ge=0, le=MAX_SENDERS)] = 0,
 ) -> CampaignSummary:
     """Send the trial invite in batches, each recorded in the ledger before delivery.
 
@@ -160,6 +162,8 @@ def trial_invite(
             Case and surrounding spaces are ignored, so "Spring" and "spring " name one campaign.
         limit: Send to at most this many leads in this launch; the next launch continues.
         dry_run: Render every email and count the audience, but send and record nothing.
+        senders: 0 sends from this flow run. With 1 or more, the audience is queued in the ledger and that many
+            campaign-sender runs send it at the same time on Prefect workers. A dry run ignores it.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -203,6 +207,18 @@ def trial_invite(
     progress_id = create_progress_artifact(progress=0.0, description=f"trial-invite/{name}: batches done")
 
     totals = BatchResult()
+    if senders and not dry_run and campaign_id is not None:
+        # The senders send what they can; the loop below sends what a sender that died left behind.
+        totals.add(
+            send_with_senders(
+                name, campaign_id=campaign_id, step=STEP, senders=senders, limit=limit, settings=settings,
+                conditions=invite_conditions(campaign_id=campaign_id, step=STEP, invited_since=invited_since),
+                actor=current_actor(), at=started, logger=logger,
+                on_progress=lambda done: update_progress_artifact(
+                    progress_id, progress=min(100.0, 100.0 * done / target) if target else 100.0
+                ),
+            )
+        )
     after_id = 0
     batch_number = 0
     while True:

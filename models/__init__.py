@@ -1,6 +1,13 @@
 """SQLModel tables and the database engine."""
 
-from models.campaigns import IN_FLIGHT_STATUSES, RETRYABLE_STATUSES, Campaign, EmailSend, SendStatus
+from models.campaigns import (
+    IN_FLIGHT_STATUSES,
+    RETRYABLE_STATUSES,
+    SENDER_CLAIMABLE_STATUSES,
+    Campaign,
+    EmailSend,
+    SendStatus,
+)
 from models.db import dispose_engines, get_engine, session_scope, upgrade_database
 from models.leads import Lead, LeadBase, StageChange
 from models.reviews import LeadReview, SalesHandoff
@@ -13,6 +20,7 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "IN_FLIGHT_STATUSES",
     "RETRYABLE_STATUSES",
+    "SENDER_CLAIMABLE_STATUSES",
     "Campaign",
     "EmailSend",
     "Lead",

@@ -14,6 +14,8 @@ from models.types import UTCDateTime
 
 
 class SendStatus(StrEnum):
+    PENDING = "pending"
+    """Written by a launcher for campaign-sender runs to claim; no worker process owns it yet."""
     QUEUED = "queued"
     """Claimed by a worker process, not yet handed to the mail server: safe to send again if that process dies."""
     SENDING = "sending"
@@ -33,7 +35,10 @@ class SendStatus(StrEnum):
 
 # A later claim takes these again. A deferred send waits for its backoff and needs
 # attempts left. Every other status keeps its key taken.
-RETRYABLE_STATUSES = frozenset({SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.RELEASED})
+RETRYABLE_STATUSES = frozenset({SendStatus.PENDING, SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.RELEASED})
+
+# Statuses that a campaign-sender run claims: never handed over, and waiting for no backoff.
+SENDER_CLAIMABLE_STATUSES = frozenset({SendStatus.PENDING, SendStatus.RELEASED})
 
 # Statuses of a send that a worker process owns right now.
 IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING})

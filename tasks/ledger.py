@@ -4,8 +4,8 @@ A key is (campaign, lead, step). A worker claims a batch of keys in one commit
 (status `queued`), then for each message commits `sending` just before the SMTP
 transaction and the outcome just after it. So at any moment a worker has at
 most one row whose outcome is unknown. Claiming inserts the row, or takes back a row
-that was not delivered (`failed`, `released`, or `deferred` once its backoff has
-passed and while it has attempts left). The database's unique constraint decides
+that was not delivered (`pending`, `failed`, `released`, or `deferred` once its
+backoff has passed and while it has attempts left). The database's unique constraint decides
 races: of two workers claiming the same key, only one gets it back from the claim.
 See docs/delivery.md for the whole protocol.
 """
@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, and_, bindparam, func, or_, update
+from sqlalchemy import Connection, Dialect, and_, bindparam, delete, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from models import Campaign, EmailSend, SendStatus
+from models import IN_FLIGHT_STATUSES, SENDER_CLAIMABLE_STATUSES, Campaign, EmailSend, SendStatus
 from tasks.render_email import make_message_id
 
 
@@ -69,6 +70,7 @@ def _claimable(table: Any, *, ready_at: datetime, max_attempts: int) -> Any:
     """Match ledger rows that a new claim may take back."""
     # Plain comparisons: an IN list cannot be expanded inside an executemany.
     return or_(
+        table.c.status == SendStatus.PENDING.value,
         table.c.status == SendStatus.FAILED.value,
         table.c.status == SendStatus.RELEASED.value,
         and_(
@@ -305,3 +307,172 @@ def count_deferred(*, session: Session, campaign: Campaign, step: str, max_attem
     )
     retryable, exhausted = session.exec(statement).one()
     return retryable, exhausted
+
+
+# Parallel sending: a launcher writes the audience as `pending` rows, and any
+# number of campaign-sender runs claim them in chunks until none are left.
+
+
+def queue_pending(
+    *,
+    session: Session,
+    campaign: Campaign,
+    lead_ids: list[int],
+    step: str,
+    actor: str,
+    at: datetime,
+    wall_time: datetime,
+    domain: str,
+    max_attempts: int,
+) -> int:
+    """Write the keys of `lead_ids` as `pending` for campaign-sender runs to claim; return how many are pending now.
+
+    A new key gets a row with no owner and no attempt counted. A key that a claim
+    could take back (failed, released, pending, or deferred and due) becomes
+    `pending` again. Any other key is left alone, so a key that was sent, is in
+    flight or waits for its backoff never becomes pending.
+    """
+    if not lead_ids:
+        return 0
+    rows = [
+        {
+            "campaign_id": campaign.id,
+            "lead_id": lead_id,
+            "step": step,
+            "status": SendStatus.PENDING.value,
+            "message_id": make_message_id(
+                campaign_public_id=campaign.public_id, lead_id=lead_id, step=step, domain=domain
+            ),
+            "attempts": 0,
+            "claimed_by": actor,
+            "owner": None,
+            "created_at": at,
+            "claimed_at": None,
+        }
+        for lead_id in lead_ids
+    ]
+    table = EmailSend.__table__  # type: ignore[attr-defined]
+    statement = (
+        dialect_insert(session)(table)
+        .on_conflict_do_update(
+            index_elements=["campaign_id", "lead_id", "step"],
+            set_={
+                "status": SendStatus.PENDING.value,
+                "claimed_by": actor,
+                "owner": None,
+                "next_attempt_at": None,
+            },
+            where=_claimable(table, ready_at=wall_time, max_attempts=max_attempts),
+        )
+        .returning(table.c.id)
+    )
+    return len(session.execute(statement, rows).all())
+
+
+def claim_next_sends(
+    *, session: Session, campaign_id: int, step: str, actor: str, owner: str, wall_time: datetime, size: int
+) -> list[Claim]:
+    """Claim up to `size` pending or released keys of one campaign step as `queued` for `owner`, lowest id first.
+
+    On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED, so
+    concurrent claimers take different rows without waiting for each other.
+    SQLite has no row locks: its UPDATE takes the database's write lock before
+    it reads, so claimers run one after another. Run this as the first
+    statement of its transaction, or SQLite may reject the write.
+    """
+    table = EmailSend.__table__  # type: ignore[attr-defined]
+    claimable = [status.value for status in SENDER_CLAIMABLE_STATUSES]
+    candidates = (
+        sa_select(table.c.id)
+        .where(table.c.campaign_id == campaign_id, table.c.step == step, table.c.status.in_(claimable))
+        .order_by(table.c.id)
+        .limit(size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(table)
+        # The status is checked again: on PostgreSQL a row another claimer changed after this
+        # statement's snapshot is re-read, and must still be claimable.
+        .where(table.c.id.in_(candidates.scalar_subquery()), table.c.status.in_(claimable))
+        .values(
+            status=SendStatus.QUEUED.value,
+            attempts=table.c.attempts + 1,
+            claimed_by=actor,
+            owner=owner,
+            claimed_at=wall_time,
+            next_attempt_at=None,
+            error=None,
+            smtp_code=None,
+        )
+        .returning(table.c.id, table.c.lead_id, table.c.message_id, table.c.attempts)
+    )
+    claims = [
+        Claim(ledger_id=row.id, lead_id=row.lead_id, message_id=row.message_id, attempts=row.attempts)
+        for row in session.execute(statement)
+    ]
+    return sorted(claims, key=lambda claim: claim.ledger_id)
+
+
+def count_sender_claimable(*, session: Session, campaign_id: int, step: str) -> int:
+    """Return how many keys of this campaign step a campaign-sender run could claim now."""
+    statement = select(func.count()).select_from(EmailSend).where(
+        col(EmailSend.campaign_id) == campaign_id,
+        col(EmailSend.step) == step,
+        col(EmailSend.status).in_([status.value for status in SENDER_CLAIMABLE_STATUSES]),
+    )
+    return session.exec(statement).one()
+
+
+def drop_unsent_claims(*, session: Session, ledger_ids: list[int], owner: str) -> int:
+    """Delete rows that `owner` claimed and will not send, because the lead is no longer eligible; return how many.
+
+    Only rows still `queued` for `owner` are deleted. Such a row was never
+    handed to a mail server, so deleting it frees the key as if no launch had
+    selected the lead. An in-process launch writes no row for such a lead either.
+    """
+    if not ledger_ids:
+        return 0
+    result = session.execute(
+        delete(EmailSend).where(
+            col(EmailSend.id).in_(ledger_ids),
+            col(EmailSend.status) == SendStatus.QUEUED.value,
+            col(EmailSend.owner) == owner,
+        )
+    )
+    return result.rowcount or 0
+
+
+def count_open_sends(*, session: Session, campaign_id: int, step: str) -> int:
+    """Return how many keys of this campaign step are pending, released or in flight: work not finished yet."""
+    open_statuses = SENDER_CLAIMABLE_STATUSES | IN_FLIGHT_STATUSES
+    statement = select(func.count()).select_from(EmailSend).where(
+        col(EmailSend.campaign_id) == campaign_id,
+        col(EmailSend.step) == step,
+        col(EmailSend.status).in_([status.value for status in open_statuses]),
+    )
+    return session.exec(statement).one()
+
+
+def last_claim_of(*, session: Session, campaign_id: int, step: str, actor: str) -> tuple[str | None, datetime | None] | None:
+    """Return the owner and claim time of the latest row `actor` claimed in this campaign step, or None when it claimed none."""
+    statement = (
+        select(EmailSend.owner, EmailSend.claimed_at)
+        .where(col(EmailSend.campaign_id) == campaign_id, col(EmailSend.step) == step, col(EmailSend.claimed_by) == actor)
+        .order_by(col(EmailSend.claimed_at).desc().nulls_last(), col(EmailSend.id).desc())
+        .limit(1)
+    )
+    row = session.exec(statement).first()
+    return None if row is None else (row[0], row[1])
+
+
+def count_by_status_of_actors(*, session: Session, campaign_id: int, step: str, actors: list[str]) -> dict[str, int]:
+    """Return the number of ledger rows of this campaign step last claimed by one of `actors`, in each status."""
+    if not actors:
+        return {}
+    statement = (
+        select(EmailSend.status, func.count())
+        .where(col(EmailSend.campaign_id) == campaign_id, col(EmailSend.step) == step, col(EmailSend.claimed_by).in_(actors))
+        .group_by(EmailSend.status)
+    )
+    return {status: count for status, count in session.exec(statement)}

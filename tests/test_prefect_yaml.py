@@ -32,10 +32,25 @@ def test_trial_invite_form_fields() -> None:
     schema = parameter_schema(flow.fn).model_dump()
 
     assert schema["required"] == ["name"]
-    assert set(schema["properties"]) == {"name", "limit", "dry_run"}
+    assert set(schema["properties"]) == {"name", "limit", "dry_run", "senders"}
     assert schema["properties"]["name"]["pattern"]
     assert schema["properties"]["limit"]["anyOf"][0]["minimum"] == 1
+    assert schema["properties"]["senders"]["default"] == 0
+    assert schema["properties"]["senders"]["minimum"] == 0
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_campaign_sender_deployment_loads() -> None:
+    deployment = load_deployments()["campaign-sender"]
+
+    flow = load_flow_from_entrypoint(str(PROJECT_ROOT / deployment["entrypoint"]))
+    schema = parameter_schema(flow.fn).model_dump()
+
+    assert flow.name == "campaign-sender"
+    assert deployment["work_pool"]["work_queue_name"] == "senders"
+    assert "schedules" not in deployment
+    assert schema["required"] == ["name"]
+    assert set(schema["properties"]) == {"name", "sender"}
 
 
 def test_no_secrets_in_prefect_yaml() -> None:

@@ -82,13 +82,13 @@ def _launch_progress(settings: Settings, name: str, limit: int | None, dry_run: 
     return ledger_progress(kind=STEP, name=name, step=STEP, total=total, label=f"sending trial-invite/{name}")
 
 
-def launch_campaign(settings: Settings, name: str, limit: int | None, dry_run: bool) -> CampaignSummary:
+def launch_campaign(settings: Settings, name: str, limit: int | None, dry_run: bool, senders: int = 0) -> CampaignSummary:
     from flows.trial_invite import trial_invite
 
     name = campaign_name(name)
 
     with prefect_api(settings) as ui_url, _launch_progress(settings, name, limit, dry_run):
-        state = trial_invite(name=name, limit=limit, dry_run=dry_run, return_state=True)
+        state = trial_invite(name=name, limit=limit, dry_run=dry_run, senders=senders, return_state=True)
         result: Any = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise LeadflowError(f"the trial-invite flow run failed: {result}") from result
@@ -108,9 +108,17 @@ def campaignlaunch_campaign(
     ],
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Send to at most N leads in this launch.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Render every email and count, send and record nothing.")] = False,
+    senders: Annotated[
+        int,
+        typer.Option(
+            "--senders", min=0, max=64,
+            help="Send through N campaign-sender runs at once, run by Prefect workers or `leadflow serve`; "
+            "0 sends from this process.",
+        ),
+    ] = 0,
 ) -> None:
     """Send a campaign through its Prefect flow and print the summary."""
-    summary = launch_campaign(current_settings(), name, limit, dry_run)
+    summary = launch_campaign(current_settings(), name, limit, dry_run, senders)
     if summary.incomplete:
         error_console.print(
             f"{summary.incomplete:,} emails were not delivered (deferred or failed); "

@@ -94,7 +94,7 @@ def _count_sends_done(*, kind: str, name: str, step: str, since: datetime) -> in
                 col(Campaign.name) == name,
                 col(EmailSend.step) == step,
                 col(EmailSend.claimed_at) >= since,
-                col(EmailSend.status) != SendStatus.SENDING.value,
+                col(EmailSend.status).not_in([SendStatus.PENDING.value, SendStatus.SENDING.value]),
             )
         )
         return session.exec(statement).one()

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 def test_deployments_come_from_prefect_yaml() -> None:
     deployments = {deployment.name: deployment for deployment in build_deployments()}
 
-    assert set(deployments) == {"trial-invite", "survey-followup", "bant-review"}
+    assert set(deployments) == {"trial-invite", "campaign-sender", "survey-followup", "bant-review"}
+    assert deployments["campaign-sender"].schedules == []
     assert deployments["survey-followup"].schedules[0].schedule.cron == "5 * * * *"
     assert deployments["trial-invite"].schedules == []
 
