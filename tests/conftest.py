@@ -92,7 +92,7 @@ def database_factory(database_backend: str, tmp_path: Path, request: pytest.Fixt
     from models import dispose_engines
 
     server = request.getfixturevalue("postgresql_server") if database_backend == "postgresql" else None
-    factory = DatabaseFactory(database_backend, tmp_path, server)
+    factory = DatabaseFactory(tmp_path, server)
     try:
         yield factory
     finally:

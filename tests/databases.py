@@ -1,6 +1,7 @@
-"""Test databases on SQLite and PostgreSQL, each created for one test and removed after it.
+"""Test databases on SQLite and PostgreSQL, each created for one test.
 
-On PostgreSQL each one is a copy of a template database migrated once per session.
+On PostgreSQL each one is a copy of a template database migrated once per session, and
+it is dropped after the test.
 
 The PostgreSQL half needs a server named by LEADFLOW_TEST_POSTGRESQL_URL whose user may
 create databases. Every database made here gets a random name, so test runs that share
@@ -107,7 +108,7 @@ class PostgresqlServer:
         """
         name = make_url(url).database
         if name is None or not name.startswith(DATABASE_PREFIX):
-            raise ValueError(f"refusing to drop {name!r}: only databases named {DATABASE_PREFIX}* are made by the tests")
+            raise ValueError(f"cannot drop {name!r}: the tests drop only the databases they made, named {DATABASE_PREFIX}*")
         self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_template(self) -> None:
@@ -116,7 +117,7 @@ class PostgresqlServer:
             self._template = None
 
     def _create(self, name: str, *, template: str | None) -> str:
-        # template0 is always empty, while template1 may hold whatever the server's owner put there.
+        # template0 is always empty, while template1 may contain whatever the server's owner put there.
         self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{template or "template0"}" ENCODING \'UTF8\'')
         # A commit then returns without waiting for the disk. leadflow commits twice per
         # email, and tests never need data to survive a server crash.
@@ -129,16 +130,13 @@ class PostgresqlServer:
 
 
 class DatabaseFactory:
-    """Creates databases on one backend for one test, and removes them all at its end.
+    """Creates databases on one backend for one test: PostgreSQL on `server`, SQLite without one.
 
     On SQLite a database is a new file under `folder`, which leadflow migrates when it
     first opens it. On PostgreSQL it is a copy of the session's migrated template.
     """
 
-    def __init__(self, backend: str, folder: Path, server: PostgresqlServer | None) -> None:
-        if backend == "postgresql" and server is None:
-            raise ValueError("the postgresql backend needs a PostgresqlServer")
-        self.backend = backend
+    def __init__(self, folder: Path, server: PostgresqlServer | None) -> None:
         self._folder = folder
         self._server = server
         self._created: list[str] = []
@@ -162,19 +160,15 @@ class DatabaseFactory:
         self._created.append(url)
         return url
 
-    def remove(self, url: str) -> None:
-        """Remove one database made here, after the caller has closed its engines."""
-        self._created.remove(url)
-        if self._server is not None:
-            self._server.drop_database(url)
-            return
-        path = Path(make_url(url).database or "")
-        for suffix in ("", "-wal", "-shm"):
-            path.with_name(path.name + suffix).unlink(missing_ok=True)
-
     def remove_all(self) -> None:
-        for url in list(self._created):
-            self.remove(url)
+        """Drop every PostgreSQL database made here, after the caller has closed its engines.
+
+        SQLite files stay in the test's folder, which pytest keeps for the last three runs.
+        """
+        if self._server is not None:
+            for url in self._created:
+                self._server.drop_database(url)
+        self._created.clear()
 
     def _new_sqlite_url(self) -> str:
         self._sqlite_files += 1

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
 
 from leadflow.serve import build_deployments, schedule_pending_surveys
 from leadflow.settings import Settings
@@ -47,7 +49,11 @@ def test_startup_schedules_pending_and_overdue(settings: Settings) -> None:
     async def count_runs() -> int:
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(DEPLOYMENT_NAME)
-            runs = await client.read_flow_runs(limit=200)
-            return sum(1 for run in runs if run.deployment_id == deployment.id and run.state and run.state.is_scheduled())
+            # Filter on the server, because the session's Prefect server contains hundreds of runs from other tests.
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+            )
+            return len(runs)
 
     assert asyncio.run(count_runs()) >= 3
