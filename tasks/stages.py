@@ -1,4 +1,4 @@
-"""Stage changes: the only way a lead's stage is written."""
+"""Stage changes: every move of a lead's stage is checked and given its history row here."""
 
 from __future__ import annotations
 
