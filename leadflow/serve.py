@@ -1,4 +1,9 @@
-"""`leadflow serve`: serve the deployments of prefect.yaml from this process, so the scheduler can fire them."""
+"""`leadflow serve`: serve the deployments of prefect.yaml from this process, so the scheduler can fire them.
+
+The `campaign-sender` deployment is among them, so a campaign launched with
+senders on a machine without workers has each sender run as a process that
+`serve` starts.
+"""
 
 from __future__ import annotations
 

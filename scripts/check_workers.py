@@ -14,27 +14,29 @@ prefect.yaml with `prefect deploy --all` and starts two workers on the
   trial-invite launcher and one campaign sender;
 - worker 2 serves only the `senders` queue, 1 flow run at a time.
 
-It imports the generated leads (addresses on example.com; every 50th is a
-customer and every 100th asks not to be emailed, so the rules exclude 3%) and
-launches trial-invite campaigns through the Prefect API with run_deployment:
+It imports generated leads with addresses on example.com. Every 50th is a
+customer and every 100th is marked do-not-email, so the rules exclude 3%. Then
+it launches trial-invite campaigns through the Prefect API with run_deployment:
 
 - scale: senders=2 on both workers, then, with worker 2 stopped, senders=1 on
   worker 1 for the first `--one-worker-leads` emails (5,000). Every lead the
-  rules allow must get exactly one email (counted at the sink: total and
-  distinct Message-IDs), both workers must have sent part of the first
-  campaign (the ledger's owner column, traced to each worker's process tree),
-  and the rates of both runs are printed side by side.
+  rules allow must get exactly one email, counted at the sink as total and
+  distinct Message-IDs. Both workers must have sent part of the first
+  campaign, which the ledger's owner column shows once each owner is traced
+  to a worker's process tree. The rates of both runs are printed side by side.
 - kill: senders=2 on both workers; once worker 2's sender has sent a share of
   the campaign, worker 2 and its flow-run process are killed with SIGKILL
   (each process group). No Message-ID may reach the sink twice, the campaign
-  must still complete, and every lead must be sent exactly once, apart from at
-  most one `ambiguous` send per message the killed process was handing over,
-  which are listed.
+  must still complete, and every lead must be sent exactly once. The only
+  exceptions allowed are `ambiguous` sends of messages that the killed process
+  was handing over when it died (at most one per SMTP connection), and those
+  are listed.
 
 It prints PASS or FAIL lines with the numbers and exits with 1 when any check
 fails. Every process it started is stopped by its process group id, and both
-databases are dropped. A full run (`--mode all`, 20,000 leads) takes about
-8 minutes on a 2-core machine.
+databases are dropped. A full run (`--mode all`, 20,000 leads) took 13 minutes
+on a 2-core machine that other jobs kept at a load average of 4 to 7; see
+docs/deployment.md for its output.
 """
 
 from __future__ import annotations
@@ -174,11 +176,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, description: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+            raise RuntimeError(f"{description} did not happen within {timeout:.0f} s")
         time.sleep(interval)
 
 
@@ -293,6 +295,8 @@ class CampaignRun:
     sink_ids: list[str]
     flow_run_states: dict[str, str] = field(default_factory=dict)
     killed_owners: list[str] = field(default_factory=list)
+    handed_over_at_kill: set[str] = field(default_factory=set)
+    """Message-IDs the killed process was handing to the sink when it died: at most one per SMTP connection."""
     load: tuple[float, float] = (0.0, 0.0)
     """The machine's 1-minute load average when the campaign started and when it ended."""
 
@@ -459,23 +463,23 @@ def print_sending_windows(setup: Setup, run: CampaignRun) -> None:
 
 def scale_mode(setup: Setup, results: Results) -> None:
     print("scale: senders=2 on two workers", flush=True)
-    two = launch(setup, "check-two-workers", senders=2, workers=2)
-    check_exactly_once(setup, two, results, "two workers", setup.expected)
-    shares = sent_by_worker(setup, two)
+    two_workers_run = launch(setup, "check-two-workers", senders=2, workers=2)
+    check_exactly_once(setup, two_workers_run, results, "two workers", setup.expected)
+    shares = sent_by_worker(setup, two_workers_run)
     results.check(
         shares.get("worker-1", 0) > 0 and shares.get("worker-2", 0) > 0,
         "two workers: both sent part of it: " + ", ".join(f"{name} {count:,}" for name, count in sorted(shares.items())),
     )
-    print_sending_windows(setup, two)
+    print_sending_windows(setup, two_workers_run)
 
     one_worker_leads = min(setup.args.one_worker_leads, setup.expected)
     print(f"scale: senders=1 on one worker (worker 2 stopped), {one_worker_leads:,} emails", flush=True)
     stop(setup.workers.pop("worker-2"))
-    one = launch(setup, "check-one-worker", senders=1, workers=1, limit=one_worker_leads)
-    check_exactly_once(setup, one, results, "one worker", one_worker_leads)
+    one_worker_run = launch(setup, "check-one-worker", senders=1, workers=1, limit=one_worker_leads)
+    check_exactly_once(setup, one_worker_run, results, "one worker", one_worker_leads)
     print("throughput:")
-    print(f"  {rate_line(setup, two)}")
-    print(f"  {rate_line(setup, one)}", flush=True)
+    print(f"  {rate_line(setup, two_workers_run)}")
+    print(f"  {rate_line(setup, one_worker_run)}", flush=True)
 
 
 def kill_mode(setup: Setup, results: Results) -> None:
@@ -495,10 +499,15 @@ def kill_mode(setup: Setup, results: Results) -> None:
         groups = process_groups(victim)
         signal_groups(groups, signal.SIGKILL)
         run.killed_owners = victim_owners
+        # A dead process changes nothing more; the launcher may already have marked these ambiguous.
+        run.handed_over_at_kill = {
+            message_id
+            for message_id, _ in setup.ledger.rows_of_owners(run.campaign_id, victim_owners, ("sending", "ambiguous"))
+        }
         total_sent = sum(sent.values())
         print(
             f"  killed worker 2 (process groups {', '.join(map(str, groups))}) after {total_sent:,} of "
-            f"{setup.expected:,} emails were sent", flush=True,
+            f"{setup.expected:,} emails were sent; it was handing over {len(run.handed_over_at_kill)}", flush=True,
         )
 
     run = launch(setup, "check-kill", senders=2, workers=2, on_tick=kill_when_sending)
@@ -508,7 +517,10 @@ def kill_mode(setup: Setup, results: Results) -> None:
     except subprocess.TimeoutExpired:
         pass
 
-    results.check(bool(run.killed_owners), f"kill: worker 2 was killed while its sender was sending (after {threshold:,} of its emails)")
+    results.check(
+        bool(run.killed_owners),
+        f"kill: worker 2 was killed while its sender was sending (once it had sent at least {threshold:,} emails)",
+    )
     results.check(run.state == "COMPLETED", f"kill: the trial-invite run ended {run.state} in {run.seconds:.1f} s")
     if run.campaign_id is None or not run.killed_owners:
         return
@@ -527,10 +539,11 @@ def kill_mode(setup: Setup, results: Results) -> None:
         sent_ids <= set(counts) and set(counts) - sent_ids <= {message_id for message_id, _ in ambiguous},
         "kill: every sent Message-ID is at the sink, and the sink has nothing else but ambiguous ones",
     )
+    ambiguous_ids = {message_id for message_id, _ in ambiguous}
     results.check(
-        all_ambiguous == len(ambiguous) and len(ambiguous) <= len(run.killed_owners),
-        f"kill: {all_ambiguous} ambiguous, all of the killed process "
-        f"(at most one per message it was handing over; {len(run.killed_owners)} killed sending process)",
+        all_ambiguous == len(ambiguous) and ambiguous_ids <= run.handed_over_at_kill,
+        f"kill: {all_ambiguous} ambiguous, only messages the killed process was handing over when it died "
+        f"({len(run.handed_over_at_kill)}, at most one per SMTP connection)",
     )
     for message_id, _ in ambiguous:
         print(f"  ambiguous: {message_id} ({'at the sink' if message_id in counts else 'not at the sink'})")

@@ -250,6 +250,10 @@ def sender_results(run_ids: list[uuid.UUID], *, campaign_id: int, step: str) -> 
     Read from the ledger because a run's return value lives in its own process,
     possibly on another machine. Rows that a dead sender left and another process
     took back are counted by the process that sent them.
+
+    NOTE: leads a sender left out at send time (suppressed, or no longer
+    eligible) lose their row, so `suppressed` and `not_claimed` stay 0 here.
+    Each sender's log and return value count them.
     """
     with session_scope() as session:
         counts = count_by_status_of_actors(

@@ -368,14 +368,14 @@ class TestClaimOnPostgresql:
 
         campaign_id = spring_id(lambda: Session(postgresql_engine))
         with Session(postgresql_engine) as holding, Session(postgresql_engine) as other:
-            held = claim_next_sends(
+            holding_claims = claim_next_sends(
                 session=holding, campaign_id=campaign_id, step=STEP, actor="a", owner="worker-a",
                 wall_time=wall_clock(), size=4,
             )
             # Without SKIP LOCKED this claim would wait for the open transaction above; the timeout turns a wait into an error.
             other.execute(text("SET LOCAL lock_timeout = '2s'"))
             started = time.monotonic()
-            taken = claim_next_sends(
+            other_claims = claim_next_sends(
                 session=other, campaign_id=campaign_id, step=STEP, actor="b", owner="worker-b",
                 wall_time=wall_clock(), size=4,
             )
@@ -383,8 +383,8 @@ class TestClaimOnPostgresql:
             other.commit()
             holding.rollback()
 
-        assert [claim.lead_id for claim in held] == lead_ids[:4]
-        assert [claim.lead_id for claim in taken] == lead_ids[4:8]
+        assert [claim.lead_id for claim in holding_claims] == lead_ids[:4]
+        assert [claim.lead_id for claim in other_claims] == lead_ids[4:8]
         assert elapsed < 1.5
         with Session(postgresql_engine) as session:
             statuses = {row.lead_id: row.status for row in session.exec(select(EmailSend))}
