@@ -22,7 +22,7 @@ from tasks.audience import count_invite_audience, invite_conditions, lead_is_inv
 from tasks.deferrals import retry_deferred_sends
 from tasks.deliver import open_mailer
 from tasks.emails import email_environment, render_trial_invite
-from tasks.fan_out import MAX_SENDERS, send_with_senders
+from tasks.fan_out import MAX_SENDERS, refresh_planner_statistics, send_with_senders
 from tasks.funnel import publish_funnel_artifact
 from tasks.ledger import count_by_status, get_or_create_campaign
 from tasks.recovery import Recovered, recover_abandoned_sends
@@ -31,6 +31,8 @@ from tasks.stages import current_actor
 from tasks.throttle import configure_limits
 
 STEP = "trial-invite"
+STATISTICS_EVERY = 20
+"""Batches between two refreshes of PostgreSQL's table statistics during a launch."""
 CAMPAIGN_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
 
 
@@ -171,6 +173,7 @@ def trial_invite(
     name = normalize_campaign_name(name)
     invited_since = started - timedelta(days=settings.invite_cooldown_days) if settings.invite_cooldown_days else None
     recovered = Recovered(released=0, ambiguous=0)
+    refresh_planner_statistics()
 
     with session_scope() as session:
         if dry_run:
@@ -238,6 +241,9 @@ def trial_invite(
             break
         after_id = lead_ids[-1]
         batch_number += 1
+        if batch_number % STATISTICS_EVERY == 0:
+            # The ledger grows with every batch; PostgreSQL plans the audience query from its row counts.
+            refresh_planner_statistics()
         result = send_batch(name, batch_number, lead_ids, dry_run)
         totals.add(result)
         done = totals.claimed + totals.rendered
