@@ -195,7 +195,7 @@ def test_count_deferred_splits_exhausted(settings: Settings) -> None:
 
 
 def stored_times() -> list[tuple[object, object]]:
-    """Return the claimed_at and sent_at columns as the database holds them, text on SQLite."""
+    """Return the claimed_at and sent_at columns as the database stores them, text on SQLite."""
     with get_engine().connect() as connection:
         return [tuple(row) for row in connection.execute(text("SELECT claimed_at, sent_at FROM email_ledger ORDER BY lead_id"))]
 
